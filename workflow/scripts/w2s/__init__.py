@@ -1,0 +1,1 @@
+"""Weak-to-strong generalisation experiments: the library behind the Snakemake rules."""
