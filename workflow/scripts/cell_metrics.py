@@ -1,0 +1,15 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0])
+
+from w2s.stages import metrics_stage  # noqa: E402
+
+metrics_stage(
+    test=snakemake.input.test,
+    weak=snakemake.input.weak,
+    ceiling=snakemake.input.ceiling,
+    student=snakemake.input.student,
+    cell={**dict(snakemake.wildcards.items()), "seed": int(snakemake.wildcards.seed)},
+    provenance=snakemake.params.provenance,
+    out=snakemake.output[0],
+)

@@ -1,0 +1,15 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0], snakemake.threads, snakemake.params.hub_offline)
+
+from w2s.splits import SPLIT_NAMES  # noqa: E402
+from w2s.stages import splits_stage  # noqa: E402
+
+splits_stage(
+    task=snakemake.wildcards.task,
+    raw_path=snakemake.input[0] if len(snakemake.input) else None,
+    sizes=snakemake.params.sizes,
+    seed=int(snakemake.wildcards.seed),
+    balance=snakemake.params.balance,
+    outputs={name: snakemake.output[name] for name in SPLIT_NAMES},
+)

@@ -1,0 +1,19 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
+
+from w2s.gpu_lease import lease_gpus  # noqa: E402
+from w2s.stages import student_stage  # noqa: E402
+
+with lease_gpus(snakemake.resources.gpu):
+    student_stage(
+        label_paths={"train": snakemake.input.train, "val": snakemake.input.val},
+        test_path=snakemake.input.test,
+        alias=snakemake.params.alias,
+        entry=snakemake.config["models"][snakemake.params.alias],
+        model_path=snakemake.params.model_path,
+        train_section=snakemake.config["train"],
+        intervention=snakemake.params.intervention,
+        seed=int(snakemake.wildcards.seed),
+        outputs=dict(snakemake.output.items()),
+    )

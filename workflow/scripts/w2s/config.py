@@ -1,0 +1,100 @@
+"""Config validation: the schema (types, ranges, defaults) and the cross-references a schema cannot express.
+
+Every error names the config key and what is allowed, and is raised when the Snakefile is parsed, i.e.
+before any job runs.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from w2s.tasks import TASKS
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+SPLIT_NAMES = ("weak_train", "strong_train", "val", "test")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _with_defaults(validator_class):
+    """Extend a validator so that `default` values are filled in while validating (as Snakemake's does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for p in error.absolute_path:
+        parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
+    return "".join(parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"config key '{key}': {error.message}{hint}"
+    if error.validator == "enum":
+        return f"config key '{key}': {error.instance!r} is not allowed; choose one of {error.validator_value}"
+    return f"config key '{key}': {error.message}"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Validate in place (filling defaults) and return the config; raise ConfigError listing every problem."""
+    schema = load_schema() if schema is None else schema
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    problems = _cross_reference_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    for i, task in enumerate(config["tasks"]):
+        if task not in TASKS:
+            problems.append(f"config key 'tasks[{i}]': unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    for role in ("weak_models", "strong_models"):
+        for i, alias in enumerate(config[role]):
+            if alias not in config["models"]:
+                problems.append(
+                    f"config key '{role}[{i}]': model alias {alias!r} is not defined under 'models' "
+                    f"(defined: {', '.join(sorted(config['models']))})"
+                )
+    splits = config["splits"]
+    wanted = sum(splits[name] for name in SPLIT_NAMES)
+    for task in config["tasks"]:
+        if task in TASKS and wanted > TASKS[task].n_examples:
+            problems.append(
+                f"config key 'splits': weak_train + strong_train + val + test = {wanted}, but task {task!r} has "
+                f"only {TASKS[task].n_examples} unique examples; lower the split sizes"
+            )
+    for alias, model in config["models"].items():
+        if model["micro_batch_size"] > model["batch_size"] or model["batch_size"] % model["micro_batch_size"]:
+            problems.append(
+                f"config key 'models.{alias}.micro_batch_size': {model['micro_batch_size']} must divide "
+                f"batch_size {model['batch_size']} (gradient accumulation keeps the effective batch)"
+            )
+    return problems

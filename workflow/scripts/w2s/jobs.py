@@ -1,0 +1,106 @@
+"""One training job: load a model, train it on a labelled table, predict on other tables.
+
+Weak models, ceilings and students all run through `train_and_predict`; they differ only in which tables
+they are given. A student is given tables whose labels are weak labels: ground truth never enters here
+except through the caller's choice of tables.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import transformers
+
+from w2s.losses import build_loss
+from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+
+log = logging.getLogger(__name__)
+LABEL_COLUMNS = ["id", "text", "soft_label"]
+
+
+class LabelTableError(ValueError):
+    pass
+
+
+def ground_truth_labels(split: pd.DataFrame) -> pd.DataFrame:
+    """A split table (id, text, label) as a training table with hard ground-truth soft labels."""
+    return pd.DataFrame({"id": split["id"], "text": split["text"], "soft_label": split["label"].astype(float)})
+
+
+def check_label_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    missing = [c for c in LABEL_COLUMNS if c not in df.columns]
+    if missing:
+        raise LabelTableError(f"{name}: missing columns {missing} (has {list(df.columns)})")
+    if df["soft_label"].isna().any() or not df["soft_label"].between(0, 1).all():
+        raise LabelTableError(f"{name}: soft_label must be probabilities in [0, 1]")
+    if len(df) == 0:
+        raise LabelTableError(f"{name}: no examples")
+    # Only these columns go further, so no other column (e.g. ground truth) can reach training.
+    return df[LABEL_COLUMNS].reset_index(drop=True)
+
+
+def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
+    return TrainConfig(
+        lr=model_entry["lr"],
+        batch_size=model_entry["batch_size"],
+        micro_batch_size=model_entry["micro_batch_size"],
+        eval_batch_size=model_entry["eval_batch_size"],
+        epochs=model_entry["epochs"],
+        max_length=model_entry["max_length"],
+        compile=model_entry["compile"],
+        warmup_frac=train_section["warmup_frac"],
+        weight_decay=train_section["weight_decay"],
+        evals_per_epoch=train_section["evals_per_epoch"],
+        select_best_on_val=train_section["select_best_on_val"],
+    )
+
+
+def train_and_predict(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    train: pd.DataFrame,
+    val: pd.DataFrame | None,
+    predict_on: dict[str, pd.DataFrame],
+    seed: int,
+    loss: str = "xent",
+    loss_params: dict | None = None,
+    save_dir: str | os.PathLike | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Train `spec` on `train` and return ({name: DataFrame(id, soft_pred)}, run info)."""
+    train = check_label_table(train, "train labels")
+    val = None if val is None else check_label_table(val, "val labels")
+    transformers.set_seed(seed)
+    accelerator = make_accelerator()
+    tokenizer = load_tokenizer(spec)
+    model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
+    started = time.time()
+    history = train_classifier(model, tokenizer, train, val, build_loss(loss, **(loss_params or {})), cfg, seed, accelerator)
+    preds = {}
+    for name, table in predict_on.items():
+        p = predict_proba(model, tokenizer, table["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, name)
+        preds[name] = pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
+    if save_dir is not None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(accelerator.unwrap_model(model).state_dict(), Path(save_dir) / "classifier.pt")
+        tokenizer.save_pretrained(save_dir)
+    info = {
+        "model": spec.alias,
+        "model_path": spec.path,
+        "seed": seed,
+        "loss": loss,
+        "loss_params": loss_params or {},
+        "train_config": cfg.__dict__,
+        "n_train": len(train),
+        "n_val": 0 if val is None else len(val),
+        "device": str(accelerator.device),
+        "wall_seconds": time.time() - started,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+        **history,
+    }
+    return preds, info

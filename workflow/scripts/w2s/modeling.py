@@ -1,0 +1,124 @@
+"""A pretrained backbone (encoder or decoder) with a 2-way classification head."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+DECODER_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of config `models`, resolved to a loadable path."""
+
+    alias: str
+    path: str
+    pooling: str = "auto"
+    dtype: str = "auto"
+    max_length: int = 256
+    gradient_checkpointing: bool = False
+    lora: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, alias: str, entry: dict[str, Any], path: str | None = None) -> "ModelSpec":
+        return cls(
+            alias=alias,
+            path=path or entry["path"],
+            pooling=entry.get("pooling", "auto"),
+            dtype=entry.get("dtype", "auto"),
+            max_length=entry.get("max_length", 256),
+            gradient_checkpointing=entry.get("gradient_checkpointing", False),
+            lora=dict(entry.get("lora") or {}),
+        )
+
+
+def is_decoder(config) -> bool:
+    """Causal LMs pool on their last real token; encoders on the mean."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith(DECODER_ARCH_SUFFIXES) for a in architectures):
+        return True
+    # A bare backbone (e.g. "LlamaModel") names no head: decide by model type. Encoders such as BERT also
+    # have a causal-LM class, but only they have a masked-LM one.
+    model_type = getattr(config, "model_type", "")
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def resolve_pooling(pooling: str, config) -> str:
+    if pooling != "auto":
+        return pooling
+    return "last" if is_decoder(config) else "mean"
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Pool token states using the attention mask only, whatever the padding side or pad id."""
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    if how == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask.long() * positions).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"unknown pooling {how!r}; use mean, cls or last")
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, hidden_size: int, pooling: str):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.head = nn.Linear(hidden_size, 2)
+        # Zero-initialised head (as Burns et al.): the student starts at p = 1/2 on every example, so early
+        # gradients come from the labels rather than from a random projection of the features.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feats = self.features(input_ids, attention_mask)
+        return self.head(feats.to(self.head.weight.dtype))
+
+
+def _torch_dtype(spec: ModelSpec, on_gpu: bool) -> torch.dtype:
+    if spec.dtype == "bfloat16":
+        return torch.bfloat16
+    if spec.dtype == "float32":
+        return torch.float32
+    # auto: frozen LoRA base weights on a GPU can live in bf16; fully trained weights stay fp32 under autocast.
+    return torch.bfloat16 if (on_gpu and spec.lora.get("enabled")) else torch.float32
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(spec.path)
+    if tokenizer.pad_token is None:
+        # Decoders such as GPT-2 ship no pad token; any id works because pooling reads the attention mask.
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
+    config = AutoConfig.from_pretrained(spec.path)
+    backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu))
+    if spec.gradient_checkpointing:
+        backbone.gradient_checkpointing_enable()
+    if spec.lora.get("enabled"):
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=spec.lora["r"],
+            lora_alpha=spec.lora["alpha"],
+            lora_dropout=spec.lora["dropout"],
+            target_modules=spec.lora["target_modules"],
+        )
+        backbone = get_peft_model(backbone, lora)
+    return Classifier(backbone, config.hidden_size, resolve_pooling(spec.pooling, config))

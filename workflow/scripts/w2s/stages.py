@@ -1,0 +1,88 @@
+"""One plain function per DAG stage: read input files, compute, write output files atomically.
+
+Rule scripts are thin adapters from the `snakemake` object to these functions; tests call them directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from w2s.atomic import write_json, write_parquet
+from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from
+from w2s.metrics import cell_metrics
+from w2s.modeling import ModelSpec
+from w2s.splits import SPLIT_NAMES, make_splits
+from w2s.tasks import load_task
+
+PathLike = str | Path
+
+
+def splits_stage(task: str, raw_path: PathLike | None, sizes: Mapping[str, int], seed: int, balance: bool,
+                 outputs: Mapping[str, PathLike]) -> None:
+    splits = make_splits(load_task(task, Path(raw_path) if raw_path else None), dict(sizes), seed, balance, task)
+    for name in SPLIT_NAMES:
+        write_parquet(splits[name], outputs[name])
+
+
+def _model(alias: str, entry: dict, path: str, train_section: dict):
+    return ModelSpec.from_config(alias, entry, path), train_config_from(entry, train_section)
+
+
+def weak_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, model_path: str, train_section: dict,
+               seed: int, outputs: Mapping[str, PathLike]) -> None:
+    """Train on weak_train ground truth; write soft predictions on strong_train, val and test."""
+    spec, cfg = _model(alias, entry, model_path, train_section)
+    splits = {name: pd.read_parquet(split_paths[name]) for name in SPLIT_NAMES}
+    predict_on = {name: splits[name] for name in ("strong_train", "val", "test")}
+    preds, info = train_and_predict(spec, cfg, ground_truth_labels(splits["weak_train"]),
+                                    ground_truth_labels(splits["val"]), predict_on, seed)
+    for name, table in preds.items():
+        write_parquet(table, outputs[name])
+    write_json({"role": "weak", **info}, outputs["info"])
+
+
+def ceiling_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, model_path: str,
+                  train_section: dict, seed: int, outputs: Mapping[str, PathLike]) -> None:
+    """Train the strong model on strong_train ground truth; write soft predictions on test."""
+    spec, cfg = _model(alias, entry, model_path, train_section)
+    train, val, test = (pd.read_parquet(split_paths[n]) for n in ("strong_train", "val", "test"))
+    preds, info = train_and_predict(spec, cfg, ground_truth_labels(train), ground_truth_labels(val),
+                                    {"test": test}, seed)
+    write_parquet(preds["test"], outputs["test"])
+    write_json({"role": "ceiling", **info}, outputs["info"])
+
+
+def weak_label_table(split: pd.DataFrame, weak_preds: pd.DataFrame) -> pd.DataFrame:
+    """Attach the weak model's soft predictions to a split's texts; the ground-truth column is left out."""
+    merged = split[["id", "text"]].merge(weak_preds[["id", "soft_pred"]], on="id", how="left", validate="1:1")
+    if merged["soft_pred"].isna().any():
+        raise ValueError("weak predictions are missing for some examples of the split")
+    return merged.rename(columns={"soft_pred": "soft_label"})
+
+
+def student_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train: PathLike, weak_val: PathLike,
+                         outputs: Mapping[str, PathLike]) -> None:
+    write_parquet(weak_label_table(pd.read_parquet(strong_train), pd.read_parquet(weak_strong_train)), outputs["train"])
+    write_parquet(weak_label_table(pd.read_parquet(val), pd.read_parquet(weak_val)), outputs["val"])
+
+
+def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alias: str, entry: dict,
+                  model_path: str, train_section: dict, intervention: dict, seed: int,
+                  outputs: Mapping[str, PathLike]) -> None:
+    """Train the strong student on the label tables (weak labels, never ground truth); predict on test."""
+    spec, cfg = _model(alias, entry, model_path, train_section)
+    train, val = pd.read_parquet(label_paths["train"]), pd.read_parquet(label_paths["val"])
+    test = pd.read_parquet(test_path)[["id", "text"]]
+    params = {k: v for k, v in intervention.items() if k != "loss"}
+    preds, info = train_and_predict(spec, cfg, train, val, {"test": test}, seed, intervention["loss"], params)
+    write_parquet(preds["test"], outputs["test"])
+    write_json({"role": "student", "intervention": intervention, **info}, outputs["info"])
+
+
+def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: PathLike, cell: dict,
+                  provenance: dict, out: PathLike) -> None:
+    """Write the cell's metrics with the config entries that produced them."""
+    metrics = cell_metrics(*(pd.read_parquet(p) for p in (test, weak, ceiling, student)))
+    write_json({"cell": cell, "config": provenance, "metrics": metrics}, out)

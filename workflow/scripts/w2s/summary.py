@@ -1,0 +1,28 @@
+"""Collect per-cell metric files into one tidy table: one row per cell and seed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+KEY_COLUMNS = ["task", "weak", "strong", "intervention", "seed"]
+METRIC_COLUMNS = [
+    "n_test", "weak_acc", "weak_auroc", "ceiling_acc", "ceiling_auroc",
+    "student_acc", "student_auroc", "pgr_acc", "pgr_auroc",
+]
+
+
+def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
+    rows = []
+    for path in metric_files:
+        record = json.loads(Path(path).read_text())
+        rows.append({**{k: record["cell"][k] for k in KEY_COLUMNS}, **{k: record["metrics"][k] for k in METRIC_COLUMNS}})
+    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS)
+    return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
+
+
+def finished_metric_files(results_dir: str | Path) -> list[Path]:
+    """Metric files of every cell that has finished so far (they are written atomically, so present = done)."""
+    return sorted(Path(results_dir).glob("*/seed*/metrics/*/*/*.json"))
