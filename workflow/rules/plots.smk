@@ -11,6 +11,8 @@ rule plots:
         pdf="results/plots/w2s_results.pdf",
     params:
         metric=config["headline_metric"],
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/plots.log",
     script:

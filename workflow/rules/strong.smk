@@ -15,6 +15,8 @@ rule train_ceiling:
     threads: lambda wildcards: job_threads(wildcards.strong)
     resources:
         **model_resources("strong"),
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/train_ceiling/{task}/seed{seed}/{strong}.log",
     benchmark:
@@ -34,6 +36,8 @@ rule student_labels:
     output:
         train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
         val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/student_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
     script:
@@ -57,6 +61,8 @@ rule train_student:
     threads: lambda wildcards: job_threads(wildcards.strong)
     resources:
         **model_resources("strong"),
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/train_student/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
     benchmark:

@@ -15,6 +15,8 @@ rule train_weak:
     threads: lambda wildcards: job_threads(wildcards.weak)
     resources:
         **model_resources("weak"),
+    conda:
+        "../../envs/w2s.yaml"
     log:
         "logs/train_weak/{task}/seed{seed}/{weak}.log",
     benchmark:
