@@ -1,0 +1,182 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from w2s import plots
+from w2s.plots import build_figure, load_summary, plot_results
+
+# (task, seed) -> weak, ceiling; (task, intervention, seed) -> student. AUROC is acc + 0.1 throughout.
+BASE = {
+    ("imdb", 0): (0.70, 0.90), ("imdb", 1): (0.72, 0.86),
+    ("spam", 0): (0.80, 0.95), ("spam", 1): (0.84, 0.97),
+}
+STUDENT = {
+    ("imdb", "xent", 0): 0.76, ("imdb", "xent", 1): 0.80,
+    ("imdb", "logconf", 0): 0.84, ("imdb", "logconf", 1): 0.82,
+    ("spam", "xent", 0): 0.85, ("spam", "xent", 1): 0.89,
+    ("spam", "logconf", 0): 0.92, ("spam", "logconf", 1): 0.90,
+}
+
+
+def make_summary(base=BASE, student=STUDENT, weak="minilm", strong="mpnet"):
+    rows = []
+    for (task, intervention, seed), s in student.items():
+        w, c = base[(task, seed)]
+        rows.append({
+            "task": task, "weak": weak, "strong": strong, "intervention": intervention, "seed": seed,
+            "n_test": 500, "weak_acc": w, "weak_auroc": w + 0.1, "ceiling_acc": c, "ceiling_auroc": c + 0.1,
+            "student_acc": s, "student_auroc": s + 0.1,
+            "pgr_acc": (s - w) / (c - w), "pgr_auroc": (s - w) / (c - w),
+        })
+    return pd.DataFrame(rows)
+
+
+def drawn(fig: Figure) -> dict[str, tuple]:
+    """gid -> (y of the point, (low, high) of its error bar or None) for every point plotted with a gid."""
+    points = {}
+    for ax in fig.axes:
+        for container in ax.containers:
+            line = container.lines[0]
+            bars = container.lines[2]
+            segment = bars[0].get_segments()[0] if bars else None
+            points[line.get_gid()] = (line.get_ydata()[0], None if segment is None else (segment[0][1], segment[1][1]))
+        for line in ax.lines:
+            if line.get_gid() and line.get_gid().startswith(("median|", "tasks|")):
+                points.setdefault(line.get_gid(), []).extend(line.get_ydata())
+    return points
+
+
+@pytest.mark.parametrize("metric, shift", [("acc", 0.0), ("auroc", 0.1)])
+def test_drawn_points_are_means_over_seeds_with_min_max_bars(metric, shift):
+    points = drawn(build_figure(make_summary(), metric))
+    expected = {
+        "imdb|minilm|mpnet|weak": (0.71, 0.70, 0.72),
+        "imdb|minilm|mpnet|ceiling": (0.88, 0.86, 0.90),
+        "imdb|minilm|mpnet|xent": (0.78, 0.76, 0.80),
+        "imdb|minilm|mpnet|logconf": (0.83, 0.82, 0.84),
+        "spam|minilm|mpnet|weak": (0.82, 0.80, 0.84),
+        "spam|minilm|mpnet|ceiling": (0.96, 0.95, 0.97),
+        "spam|minilm|mpnet|xent": (0.87, 0.85, 0.89),
+        "spam|minilm|mpnet|logconf": (0.91, 0.90, 0.92),
+    }
+    for gid, (mean, low, high) in expected.items():
+        y, bar = points[gid]
+        assert y == pytest.approx(mean + shift), gid
+        assert bar == pytest.approx((low + shift, high + shift)), gid
+
+
+def test_pgr_panel_shows_each_task_and_the_median_across_tasks():
+    base = {**BASE, ("bbc", 0): (0.60, 0.80)}
+    student = {**STUDENT, ("bbc", "xent", 0): 0.78, ("bbc", "logconf", 0): 0.61}
+    points = drawn(build_figure(make_summary(base, student)))
+    # xent PGR per task, mean over seeds: imdb (0.3 + 8/14) / 2, spam (1/3 + 5/13) / 2, bbc 0.9.
+    imdb, spam = (0.3 + 8 / 14) / 2, (1 / 3 + 5 / 13) / 2
+    assert sorted(points["tasks|minilm|mpnet|xent"]) == pytest.approx([spam, imdb, 0.9])
+    assert points["median|minilm|mpnet|xent"] == pytest.approx([imdb])
+    # logconf: imdb (0.7 + 10/14) / 2, spam (0.8 + 6/13) / 2, bbc 0.05 -> the median is spam's.
+    assert points["median|minilm|mpnet|logconf"] == pytest.approx([(0.8 + 6 / 13) / 2])
+
+
+def test_pgr_beyond_the_axis_is_drawn_on_its_edge_with_its_value():
+    # A near-tie between weak and ceiling makes PGR explode.
+    base = {("tie", 0): (0.80, 0.81)}
+    fig = build_figure(make_summary(base, {("tie", "xent", 0): 0.90}))
+    assert drawn(fig)["median|minilm|mpnet|xent"] == [plots.PGR_LIMITS[1]]
+    assert "10" in [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_weak_and_ceiling_count_each_seed_once_when_cells_are_unfinished():
+    # Seed 0 has two finished interventions, seed 1 only one: row-weighting would give 0.7 * 2/3 + 0.76 / 3.
+    base = {("imdb", 0): (0.70, 0.90), ("imdb", 1): (0.76, 0.84)}
+    student = {("imdb", "xent", 0): 0.8, ("imdb", "logconf", 0): 0.85, ("imdb", "xent", 1): 0.8}
+    fig = build_figure(make_summary(base, student))
+    points = drawn(fig)
+    assert points["imdb|minilm|mpnet|weak"][0] == pytest.approx(0.73)
+    assert points["imdb|minilm|mpnet|ceiling"][0] == pytest.approx(0.87)
+    # logconf has one seed: no error bar, and the title says seeds vary.
+    assert points["imdb|minilm|mpnet|logconf"] == (pytest.approx(0.85), None)
+    assert any(ax.get_title() == "imdb  (1–2 seeds)" for ax in fig.axes)
+
+
+def test_single_task_single_seed_and_unknown_intervention_names(tmp_path):
+    summary = make_summary({("imdb", 0): (0.7, 0.9)}, {("imdb", "brand_new_method", 0): 0.75})
+    fig = build_figure(summary)
+    points = drawn(fig)
+    assert points["imdb|minilm|mpnet|brand_new_method"] == (pytest.approx(0.75), None)
+    assert points["median|minilm|mpnet|brand_new_method"] == pytest.approx([0.25])
+    assert [ax.get_title() for ax in fig.axes][0] == "imdb  (1 seed)"
+    legend_texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "student: brand_new_method" in legend_texts
+    plot_results(summary, tmp_path / "one.png", tmp_path / "one.pdf")
+    assert (tmp_path / "one.png").stat().st_size > 0
+
+
+def test_several_pairs_get_their_own_clusters():
+    summary = pd.concat([make_summary(), make_summary(weak="tiny")])
+    summary.loc[summary.weak == "tiny", "weak_acc"] -= 0.1
+    points = drawn(build_figure(summary))
+    assert points["imdb|tiny|mpnet|weak"][0] == pytest.approx(0.61)
+    assert points["imdb|minilm|mpnet|weak"][0] == pytest.approx(0.71)
+
+
+def test_plot_results_writes_png_and_pdf(tmp_path):
+    png, pdf = tmp_path / "out" / "results.png", tmp_path / "out" / "results.pdf"
+    plot_results(make_summary(), png, pdf, metric="auroc")
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1_000
+    assert sorted(p.name for p in png.parent.iterdir()) == ["results.pdf", "results.png"]
+
+
+@pytest.mark.parametrize("failing_call", [1, 2])
+def test_aborted_plot_leaves_no_file(tmp_path, monkeypatch, failing_call):
+    calls = []
+    real_savefig = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == failing_call:
+            raise RuntimeError("disk full")
+        return real_savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plot_results(make_summary(), tmp_path / "results.png", tmp_path / "results.pdf")
+    # Neither the finished-looking files nor their temporaries may remain, even when the PNG was drawn.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_summary_names_missing_columns(tmp_path):
+    path = tmp_path / "summary.csv"
+    make_summary().drop(columns=["student_auroc", "n_test"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) n_test, student_auroc"):
+        load_summary(path)
+
+
+def test_load_summary_round_trips_and_keeps_names_as_text(tmp_path):
+    path = tmp_path / "summary.csv"
+    summary = make_summary(weak="1e3", strong="007")
+    summary.to_csv(path, index=False)
+    loaded = load_summary(path)
+    assert list(loaded.weak.unique()) == ["1e3"] and list(loaded.strong.unique()) == ["007"]
+    pd.testing.assert_frame_equal(loaded.drop(columns=["weak", "strong"]), summary.drop(columns=["weak", "strong"]))
+
+
+def test_plot_rejects_missing_metric_columns_empty_and_duplicated_summaries(tmp_path):
+    with pytest.raises(ValueError, match="pgr_auroc"):
+        build_figure(make_summary().drop(columns=["pgr_auroc"]), metric="auroc")
+    with pytest.raises(ValueError, match="no rows"):
+        build_figure(make_summary().iloc[:0])
+    with pytest.raises(ValueError, match="several rows for one cell"):
+        build_figure(pd.concat([make_summary(), make_summary().iloc[:1]]))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        build_figure(make_summary(), metric="f1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_metrics_are_skipped_not_drawn_as_zero():
+    summary = make_summary()
+    summary.loc[(summary.task == "imdb") & (summary.intervention == "xent") & (summary.seed == 1),
+                ["student_acc", "pgr_acc"]] = np.nan
+    points = drawn(build_figure(summary))
+    assert points["imdb|minilm|mpnet|xent"] == (pytest.approx(0.76), None)

@@ -1,0 +1,260 @@
+"""Lease specific GPUs to one job.
+
+Snakemake only counts a `gpu` resource and never says *which* devices a job may use (snakemake issue
+#281), so two jobs started together would both land on GPU 0. Each GPU job therefore takes an exclusive
+`flock` on one lock file per device it uses. The kernel drops a flock when its last descriptor closes, so
+a job that dies, even by SIGKILL, frees its GPUs with no cleanup step and no stale-lock heuristics.
+
+In a Python rule script:      with lease_gpus(snakemake.resources.gpu): train(...)
+In a shell rule:              python -m w2s.gpu_lease {resources.gpu} -- accelerate launch ...
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+log = logging.getLogger(__name__)
+
+_ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+
+
+def physical_gpus() -> list[tuple[str, str]]:
+    """(index, UUID) of every GPU the driver reports, in nvidia-smi's PCI bus order.
+
+    Asks nvidia-smi rather than CUDA: initialising CUDA here, before CUDA_VISIBLE_DEVICES is final, would
+    bind this process to the wrong devices.
+    """
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index,uuid", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        # nvidia-smi also exits non-zero when a driver is installed but no GPU is present.
+        log.warning("nvidia-smi failed (%s); treating this machine as having no GPUs", err)
+        return []
+    gpus = []
+    for line in out.splitlines():
+        index, _, uuid = line.partition(",")
+        if index.strip():
+            gpus.append((index.strip(), uuid.strip()))
+    return gpus
+
+
+def _parse_visible(value: str) -> list[str]:
+    ids: list[str] = []
+    for item in (part.strip() for part in value.split(",")):
+        # CUDA hides every device listed after a negative index ("0,2,-1,1" means 0 and 2).
+        if item.startswith("-"):
+            break
+        if item and item not in ids:
+            ids.append(item)
+    return ids
+
+
+def _candidates() -> tuple[list[str], str]:
+    """Device ids this job may lease, and where they came from (for error messages)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return _parse_visible(visible), f"CUDA_VISIBLE_DEVICES={visible!r}"
+    job = os.environ.get("SLURM_JOB_ID")
+    if job is not None:
+        # SLURM exports CUDA_VISIBLE_DEVICES whenever it grants GPUs; without it this job was granted
+        # none, and the node's other GPUs belong to other jobs.
+        return [], f"SLURM job {job} granted no GPUs (CUDA_VISIBLE_DEVICES unset)"
+    return [index for index, _ in physical_gpus()], "nvidia-smi"
+
+
+def resolve_lock_dir(lock_dir: str | os.PathLike | None = None) -> Path:
+    """Where the lock files live: lock_dir, else $W2S_GPU_LOCK_DIR, else a per-user temp dir.
+
+    Must be node-local: the ids it names are this node's devices.
+    """
+    base = lock_dir or os.environ.get("W2S_GPU_LOCK_DIR")
+    path = Path(base) if base else Path(tempfile.gettempdir()) / f"w2s-gpu-locks-{os.getuid()}"
+    job = os.environ.get("SLURM_JOB_ID")
+    if job is not None:
+        # Two allocations sharing a node may both number their GPUs from 0.
+        path = path / f"slurm-{job}"
+    return path
+
+
+def _lock_file(directory: Path, device: str) -> Path:
+    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", device) + ".lock")
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    # The holder's pid lets a person (and the timeout message) find the job that blocks a queue.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown holder"
+    except OSError:
+        return "unknown holder"
+
+
+def _acquire(n: int, candidates: list[str], directory: Path, timeout_s: float, poll_s: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout_s
+    waiting_logged = False
+    while True:
+        held: dict[str, int] = {}
+        for device in candidates:
+            fd = _try_lock(_lock_file(directory, device))
+            if fd is not None:
+                held[device] = fd
+                if len(held) == n:
+                    return held
+        # Holding a partial set while waiting could deadlock two jobs that each hold half of what both need.
+        for fd in held.values():
+            os.close(fd)
+        busy = {d: _holder(_lock_file(directory, d)) for d in candidates if d not in held}
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"could not lease {n} GPU(s) among {candidates} within {timeout_s:g} s; "
+                f"busy (pid host of last holder): {busy}; lock dir {directory}"
+            )
+        if not waiting_logged:
+            log.info("waiting for %d GPU(s) among %s; busy: %s", n, candidates, busy)
+            waiting_logged = True
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+
+
+def _lease_fds(n: int, lock_dir: str | os.PathLike | None, timeout_s: float, poll_s: float) -> dict[str, int]:
+    """Lock n devices and point CUDA_VISIBLE_DEVICES at them; returns device id -> locked descriptor."""
+    candidates, source = _candidates()
+    if n > len(candidates):
+        raise ValueError(
+            f"asked for {n} GPU(s) but only {len(candidates)} visible "
+            f"({', '.join(candidates) or 'none'}; from {source})"
+        )
+    directory = resolve_lock_dir(lock_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fds = _acquire(n, candidates, directory, timeout_s, poll_s)
+    try:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(fds)
+        if source == "nvidia-smi":
+            # The ids are nvidia-smi indices (PCI bus order); CUDA's default order may differ.
+            os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        uuids = leased_gpu_uuids(fds)
+        log.info(
+            "leased GPU(s) %s (lock dir %s)%s", ",".join(fds), directory,
+            "; UUIDs " + ", ".join(f"{d}={u}" for d, u in uuids.items()) if uuids else "",
+        )
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def leased_gpu_uuids(ids: Iterable[str]) -> dict[str, str]:
+    """Physical UUID of each device id, where nvidia-smi can tell (ids without a match are left out).
+
+    Numeric ids are read as nvidia-smi indices, which holds when this module enumerated them; ids granted
+    by a scheduler under a device cgroup may be renumbered, so inside a job the authoritative UUID is
+    `torch.cuda.get_device_properties(i).uuid`.
+    """
+    ids = list(ids)
+    by_index = dict(physical_gpus()) if any(not d.startswith(("GPU-", "MIG-")) for d in ids) else {}
+    uuids = {}
+    for device in ids:
+        if device.startswith(("GPU-", "MIG-")):
+            uuids[device] = device
+        elif device in by_index:
+            uuids[device] = by_index[device]
+    return uuids
+
+
+@contextmanager
+def lease_gpus(
+    n: int,
+    *,
+    lock_dir: str | os.PathLike | None = None,
+    timeout_s: float = 3600.0,
+    poll_s: float = 2.0,
+) -> Iterator[list[str]]:
+    """Hold n GPUs exclusively among this user's jobs on this node; yield their ids.
+
+    Sets CUDA_VISIBLE_DEVICES to the leased ids (and to "" for n == 0, so a CPU job never touches a GPU);
+    both it and CUDA_DEVICE_ORDER are restored on exit. Enter it before anything initialises CUDA. To hold
+    the lease for a whole process, enter it and never exit: the kernel frees it when the process ends.
+    Raises ValueError at once when fewer than n devices are visible, TimeoutError when they stay busy.
+    """
+    if n < 0:
+        raise ValueError(f"cannot lease a negative number of GPUs ({n})")
+    previous = {key: os.environ.get(key) for key in _ENV_KEYS}
+    fds: dict[str, int] = {}
+    try:
+        if n == 0:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        else:
+            fds = _lease_fds(n, lock_dir, timeout_s, poll_s)
+        yield list(fds)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a command holding n GPUs, for shell rules: `python -m w2s.gpu_lease N -- CMD ARGS...`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m w2s.gpu_lease", usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
+        description=main.__doc__,
+    )
+    parser.add_argument("n", type=int, help="number of GPUs to lease")
+    parser.add_argument("--lock-dir", default=None)
+    parser.add_argument("--timeout-s", type=float, default=3600.0)
+    argv = sys.argv[1:] if argv is None else argv
+    # Split by hand: argparse.REMAINDER would swallow this wrapper's own options placed after N.
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        parser.error("give the command after --")
+    split = argv.index("--")
+    args, command = parser.parse_args(argv[:split]), argv[split + 1:]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.n < 0:
+        parser.error("n must be >= 0")
+    if args.n == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    else:
+        # exec keeps inheritable descriptors and their flocks, so the command itself holds the lease and
+        # frees it when it dies; there is no wrapper process left whose death could free it too early.
+        for fd in _lease_fds(args.n, args.lock_dir, args.timeout_s, poll_s=2.0).values():
+            os.set_inheritable(fd, True)
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

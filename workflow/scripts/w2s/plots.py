@@ -1,0 +1,226 @@
+"""The big results plot, drawn from results/summary.csv alone.
+
+Reading only the summary lets a researcher redraw the figure from whatever cells have finished, without
+touching models or predictions. Nothing here names an intervention: they come from the summary's rows.
+"""
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+from contextlib import ExitStack
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from w2s.atomic import atomic_path
+
+PAIR = ["task", "weak", "strong"]
+KEYS = PAIR + ["intervention", "seed"]
+METRICS = {"acc": "accuracy", "auroc": "AUROC"}
+REQUIRED = KEYS + ["n_test"] + [f"{role}_{m}" for role in ("weak", "ceiling", "student", "pgr") for m in METRICS]
+
+# PGR explodes when weak and strong nearly tie; beyond these bounds points are drawn on the edge.
+PGR_LIMITS = (-1.0, 2.0)
+WEAK_COLOR, CEILING_COLOR = "0.5", "black"
+# tab10 without its grey, which would read as the weak floor.
+PALETTE = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]
+MARKERS = ["o", "D", "P", "X"]
+
+
+def load_summary(path: str | os.PathLike) -> pd.DataFrame:
+    summary = pd.read_csv(path, dtype={"task": str, "weak": str, "strong": str, "intervention": str})
+    _require(summary, REQUIRED, f"summary {path}")
+    return summary
+
+
+def _require(summary: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in summary.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, summary.columns))}")
+
+
+def _check(summary: pd.DataFrame, metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, not {metric!r}")
+    _require(summary, KEYS + [f"{role}_{metric}" for role in ("weak", "ceiling", "student", "pgr")], "summary")
+    if summary.empty:
+        raise ValueError("summary has no rows: no cell has finished yet")
+    duplicated = summary[summary.duplicated(KEYS, keep=False)]
+    if not duplicated.empty:
+        raise ValueError(f"summary has several rows for one cell and seed:\n{duplicated[KEYS].to_string(index=False)}")
+
+
+def series_stats(summary: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """Mean, min, max and seed count of every plotted series: weak, each intervention, ceiling.
+
+    One row per (task, weak, strong, series). Weak and ceiling scores repeat on every intervention row of
+    a seed, so they are taken once per seed: otherwise a seed with more finished interventions would
+    weigh more in their mean.
+    """
+    _check(summary, metric)
+    spread = {"mean": "mean", "min": "min", "max": "max", "n": "count"}
+    per_seed = summary.drop_duplicates(PAIR + ["seed"])
+    frames = [
+        per_seed.groupby(PAIR, sort=False)[f"{role}_{metric}"].agg(**spread).reset_index().assign(series=role)
+        for role in ("weak", "ceiling")
+    ]
+    students = summary.groupby(PAIR + ["intervention"], sort=False)[f"student_{metric}"].agg(**spread)
+    frames.append(students.reset_index().rename(columns={"intervention": "series"}))
+    return pd.concat(frames, ignore_index=True)[PAIR + ["series", "mean", "min", "max", "n"]]
+
+
+def _style(index: int) -> dict:
+    return {"color": PALETTE[index % len(PALETTE)], "marker": MARKERS[index // len(PALETTE) % len(MARKERS)]}
+
+
+def _seed_label(counts: pd.Series) -> str:
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"{lo} seed{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} seeds"
+
+
+def _draw_task(ax: Axes, task: str, stats: pd.DataFrame, interventions: list[str], metric: str) -> None:
+    rows = stats[stats.task == task]
+    pairs = list(dict.fromkeys(zip(rows.weak, rows.strong)))
+    series = ["weak"] + interventions + ["ceiling"]
+    # Every intervention keeps its slot in every panel, so a missing cell shows as a gap, not a shift.
+    offsets = dict(zip(series, np.linspace(-0.36, 0.36, len(series))))
+    styles = {"weak": {"color": WEAK_COLOR, "marker": "s"}, "ceiling": {"color": CEILING_COLOR, "marker": "s"}}
+    styles.update({name: _style(i) for i, name in enumerate(interventions)})
+    for x, (weak, strong) in enumerate(pairs):
+        pair = rows[(rows.weak == weak) & (rows.strong == strong)].set_index("series")
+        left, right = x - 0.44, x + 0.44
+        floor, ceiling = pair.loc["weak", "mean"], pair.loc["ceiling", "mean"]
+        ax.fill_between([left, right], floor, ceiling, color="0.85", alpha=0.5, linewidth=0, zorder=0)
+        ax.hlines(floor, left, right, colors=WEAK_COLOR, linestyles="--", linewidth=1.2, zorder=1)
+        ax.hlines(ceiling, left, right, colors=CEILING_COLOR, linestyles="-", linewidth=1.2, zorder=1)
+        for name in series:
+            if name not in pair.index:
+                continue
+            s = pair.loc[name]
+            yerr = None if s["n"] < 2 else [[s["mean"] - s["min"]], [s["max"] - s["mean"]]]
+            container = ax.errorbar(
+                [x + offsets[name]], [s["mean"]], yerr=yerr, linestyle="none", markersize=7, capsize=3,
+                elinewidth=1.2, markeredgecolor="white", markeredgewidth=0.6, zorder=3, **styles[name],
+            )
+            container.lines[0].set_gid(f"{task}|{weak}|{strong}|{name}")
+    ax.set_xticks(range(len(pairs)), [f"{w} →\n{s}" for w, s in pairs])
+    ax.set_xlim(-0.6, len(pairs) - 0.4)
+    ax.set_title(f"{task}  ({_seed_label(rows.n)})")
+    ax.set_ylabel(f"test {METRICS[metric]}")
+    ax.set_xlabel("weak → strong")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def pgr_stats(summary: pd.DataFrame, metric: str = "acc") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PGR per task (mean over seeds) and its median across tasks, per (weak, strong, intervention)."""
+    _check(summary, metric)
+    per_task = (
+        summary.groupby(PAIR + ["intervention"], sort=False)[f"pgr_{metric}"].mean().rename("pgr").reset_index()
+    )
+    median = per_task.groupby(["weak", "strong", "intervention"], sort=False)["pgr"].agg(["median", "size"])
+    return per_task, median.rename(columns={"size": "n_tasks"}).reset_index()
+
+
+def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric: str) -> None:
+    per_task, median = pgr_stats(summary, metric)
+    pairs = list(dict.fromkeys(zip(median.weak, median.strong)))
+    shifts = np.linspace(-0.2, 0.2, len(pairs)) if len(pairs) > 1 else [0.0]
+    pair_markers = ["o", "s", "^", "v", "D", "P", "X", "*"]
+    lo, hi = PGR_LIMITS
+    handles = []
+    for k, (weak, strong) in enumerate(pairs):
+        marker = pair_markers[k % len(pair_markers)]
+        handles.append(Line2D([], [], color="0.3", marker=marker, linestyle="none", label=f"{weak} → {strong}"))
+        for j, name in enumerate(interventions):
+            color = _style(j)["color"]
+            x = j + shifts[k]
+            key = (median.weak == weak) & (median.strong == strong) & (median.intervention == name)
+            if not key.any():
+                continue
+            tasks = per_task[(per_task.weak == weak) & (per_task.strong == strong) & (per_task.intervention == name)]
+            values = tasks.pgr.to_numpy(dtype=float)
+            # Points beyond the axis sit on its edge as triangles pointing the way they went.
+            for mask, mark in ((values < lo, "v"), (values > hi, "^"), ((values >= lo) & (values <= hi), marker)):
+                if mask.any():
+                    ax.plot(np.full(mask.sum(), x), np.clip(values[mask], lo, hi), linestyle="none", marker=mark,
+                            color=color, alpha=0.35, markersize=5, zorder=2, gid=f"tasks|{weak}|{strong}|{name}")
+            m = float(median.loc[key, "median"].iloc[0])
+            if np.isnan(m):
+                continue
+            shown = float(np.clip(m, lo, hi))
+            line = ax.plot([x], [shown], linestyle="none", marker=marker if shown == m else ("^" if m > hi else "v"),
+                           color=color, markersize=10, markeredgecolor="black", markeredgewidth=1.2, zorder=3)[0]
+            line.set_gid(f"median|{weak}|{strong}|{name}")
+            if shown != m:
+                ax.annotate(f"{m:.2g}", (x, shown), xytext=(7, 0), textcoords="offset points", va="center",
+                            fontsize=8)
+    for level, text in ((0.0, "weak"), (1.0, "ceiling")):
+        ax.axhline(level, color="black", linewidth=1, linestyle=":" if level == 0 else "-", zorder=1)
+        ax.text(1.0, level, f" {text}", transform=blended_transform_factory(ax.transAxes, ax.transData),
+                va="center", ha="left", fontsize=8)
+    ax.set_xticks(range(len(interventions)), interventions, rotation=30 if len(interventions) > 4 else 0,
+                  ha="right" if len(interventions) > 4 else "center")
+    ax.set_xlim(-0.6, len(interventions) - 0.4)
+    data = per_task.pgr.dropna()
+    ax.set_ylim(max(lo, min(-0.2, data.min() - 0.1)) - 0.05, min(hi, max(1.2, data.max() + 0.1)) + 0.05)
+    n_tasks = per_task.task.nunique()
+    ax.set_title(f"PGR by intervention (median of {n_tasks} task{'s' if n_tasks != 1 else ''})")
+    ax.set_ylabel(f"PGR ({METRICS[metric]})")
+    ax.grid(axis="y", alpha=0.3)
+    if len(pairs) > 1:
+        ax.legend(handles=handles, fontsize=8, loc="best", title="weak → strong", title_fontsize=8)
+
+
+def build_figure(summary: pd.DataFrame, metric: str = "acc") -> Figure:
+    """One panel per task (weak floor, each intervention's student, strong ceiling), then the PGR panel."""
+    stats = series_stats(summary, metric)
+    tasks = list(dict.fromkeys(summary.task))
+    interventions = list(dict.fromkeys(summary.intervention))
+    widest = max(stats[stats.task == t][["weak", "strong"]].drop_duplicates().shape[0] for t in tasks)
+    # The PGR panel takes every cell left in the last row. A few interventions fit in a cell beside the
+    # tasks; many get a row of their own rather than stretching every task panel.
+    ncols = min(len(tasks) + (len(interventions) <= 6), 3)
+    nrows = math.ceil((len(tasks) + 1) / ncols)
+    pgr_row, pgr_col = divmod(len(tasks), ncols)
+    pgr_span = ncols - pgr_col
+    panel_w = max(4.6, 1.4 + 0.28 * widest * (len(interventions) + 2), (1.6 + 0.55 * len(interventions)) / pgr_span)
+    row_h = max(3.9, 0.5 * panel_w)
+    fig = Figure(figsize=(panel_w * ncols, row_h * nrows + 1.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(nrows, ncols)
+    for i, task in enumerate(tasks):
+        _draw_task(fig.add_subplot(grid[divmod(i, ncols)]), task, stats, interventions, metric)
+    _draw_pgr(fig.add_subplot(grid[pgr_row, pgr_col:]), summary, interventions, metric)
+
+    handles = [Line2D([], [], color=WEAK_COLOR, marker="s", linestyle="--", label="weak supervisor (floor)")]
+    handles += [Line2D([], [], linestyle="none", label=f"student: {name}", **_style(i))
+                for i, name in enumerate(interventions)]
+    handles.append(Line2D([], [], color=CEILING_COLOR, marker="s", linestyle="-", label="strong ceiling (GT)"))
+    # About 2.3 inches per legend entry keeps long intervention names from running off the figure.
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() // 2.3)))
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
+    explanation = "points: mean over seeds, bars: min–max over seeds; PGR panel: faint = one task, bold = median"
+    fig.suptitle(
+        f"Weak-to-strong generalisation: test {METRICS[metric]}\n"
+        + textwrap.fill(explanation, width=int(fig.get_figwidth() * 9))
+    )
+    return fig
+
+
+def plot_results(summary: pd.DataFrame, png_path: str | os.PathLike, pdf_path: str | os.PathLike,
+                 metric: str = "acc") -> None:
+    fig = build_figure(summary, metric)
+    # Both renames wait until both files are drawn, so a failure leaves neither behind.
+    with ExitStack() as stack:
+        png = stack.enter_context(atomic_path(png_path))
+        pdf = stack.enter_context(atomic_path(pdf_path))
+        # The temp names end in .part, so the format must be named.
+        fig.savefig(png, format="png", dpi=150)
+        fig.savefig(pdf, format="pdf")
