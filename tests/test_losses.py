@@ -1,8 +1,10 @@
 import math
 
+import numpy as np
+import pytest
 import torch
 
-from w2s.losses import build_loss
+from w2s.losses import LOSSES, build_loss
 
 
 def test_xent_matches_hand_computation_on_soft_labels():
@@ -26,3 +28,221 @@ def test_unknown_loss_lists_known_ones():
         assert "xent" in str(e)
     else:
         raise AssertionError("expected ValueError")
+
+
+# Helpers and tests for logconf, entropy and window.
+
+
+def logits_for(*p1: float) -> torch.Tensor:
+    """Logits (0, log-odds) whose softmax gives these p(class 1)."""
+    return torch.tensor([[0.0, math.log(p / (1 - p))] for p in p1], requires_grad=True)
+
+
+def xent(p1: float, label: float) -> float:
+    return -(label * math.log(p1) + (1 - label) * math.log(1 - p1))
+
+
+def entropy(p1: float) -> float:
+    return -(p1 * math.log(p1) + (1 - p1) * math.log(1 - p1))
+
+
+def hardened_targets(loss_fn, p1: list[float], weak: list[float]) -> list[int]:
+    """The 0/1 targets a logconf loss at full weight (α = 1) assigns, read from the gradient's sign:
+    d loss / d logit1 = (p1 - target) / B, negative exactly when the target is 1."""
+    logits = logits_for(*p1)
+    loss_fn(logits, torch.tensor(weak), 0.99).backward()
+    return [int(g < 0) for g in logits.grad[:, 1]]
+
+
+def test_every_loss_accepts_train_labels():
+    # The caller passes the training set's labels to whichever loss the config names.
+    labels = np.array([0.1, 0.6, 0.8])
+    for name in LOSSES:
+        build_loss(name, train_labels=labels)(logits_for(0.7), torch.tensor([0.6]), 0.5)
+
+
+def test_unknown_loss_lists_every_known_one():
+    with pytest.raises(ValueError) as e:
+        build_loss("nope")
+    for name in ("xent", "logconf", "entropy", "window"):
+        assert name in str(e.value)
+
+
+# logconf
+
+
+def test_logconf_alpha_ramps_linearly_not_in_a_step():
+    loss_fn = build_loss("logconf", alpha_max=0.5, warmup_frac=0.2)
+    a0, a1, a2 = loss_fn.alpha(0.0), loss_fn.alpha(0.05), loss_fn.alpha(0.1)
+    # openai/weak-to-strong's jump (0.05 until 10%, then 0.5) fails both checks below.
+    assert a0 == 0 < a1 < a2 < 0.5
+    assert a1 == pytest.approx(0.125) and a2 == pytest.approx(0.25)
+    assert loss_fn.alpha(0.2) == loss_fn.alpha(0.9) == 0.5
+
+
+def test_logconf_without_warmup_is_at_full_weight_from_the_start():
+    assert build_loss("logconf", alpha_max=0.75, warmup_frac=0.0).alpha(0.0) == 0.75
+
+
+def test_logconf_matches_hand_computation():
+    # Training set: 1 of 4 weak labels below 1/2, so the lowest 1 of the 4 buffered predictions hardens to 0.
+    loss_fn = build_loss("logconf", train_labels=np.array([0.2, 0.9, 0.8, 0.7]), alpha_max=0.5, warmup_frac=0.2)
+    p1, weak = [0.1, 0.6, 0.75, 0.9], [0.2, 0.9, 0.8, 0.7]
+    loss = loss_fn(logits_for(*p1), torch.tensor(weak), 0.1)
+    # α = 0.25 at progress 0.1; hardened = (0, 1, 1, 1).
+    targets = [0.75 * 0.2 + 0.25 * 0, 0.75 * 0.9 + 0.25, 0.75 * 0.8 + 0.25, 0.75 * 0.7 + 0.25]
+    expected = sum(xent(p, t) for p, t in zip(p1, targets)) / 4
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_logconf_at_alpha_zero_is_xent():
+    p1, weak = [0.1, 0.6, 0.75, 0.9], torch.tensor([0.2, 0.9, 0.8, 0.3])
+    logconf = build_loss("logconf", alpha_max=0.0)(logits_for(*p1), weak, 0.5)
+    assert logconf.item() == pytest.approx(build_loss("xent")(logits_for(*p1), weak, 0.5).item(), abs=1e-6)
+
+
+def test_logconf_threshold_keeps_the_training_set_class_balance():
+    # 25% of training weak labels below 1/2; the batch's own labels (all 0.9) must not be what counts.
+    loss_fn = build_loss("logconf", train_labels=np.array([0.1, 0.6, 0.7, 0.8]), alpha_max=1.0, warmup_frac=0.0)
+    p1 = [0.3, 0.9, 0.05, 0.6, 0.8, 0.2, 0.7, 0.4]
+    # Exactly the top 6 of 8 (0.3 and above) harden to 1, including predictions below 1/2.
+    assert hardened_targets(loss_fn, p1, [0.9] * 8) == [1, 1, 0, 1, 1, 0, 1, 1]
+
+
+def test_logconf_takes_the_class_balance_from_the_batch_without_train_labels():
+    loss_fn = build_loss("logconf", alpha_max=1.0, warmup_frac=0.0)
+    p1 = [0.3, 0.9, 0.05, 0.6, 0.8, 0.2, 0.7, 0.4]
+    weak = [0.1, 0.6, 0.7, 0.8, 0.2, 0.9, 0.6, 0.7]  # 2 of 8 below 1/2
+    assert hardened_targets(loss_fn, p1, weak) == [1, 1, 0, 1, 1, 0, 1, 1]
+
+
+def test_logconf_buffer_gives_micro_batches_of_one_a_threshold_and_forgets_old_predictions():
+    loss_fn = build_loss("logconf", train_labels=np.array([0.1, 0.2, 0.8, 0.9]), alpha_max=1.0, warmup_frac=0.0,
+                         buffer_size=4)
+    for p in (0.1, 0.2, 0.6, 0.7):
+        hardened_targets(loss_fn, [p], [0.9])
+    # Half the training labels are below 1/2, so the lower half of the 4 buffered predictions hardens to 0:
+    # in (0.2, 0.6, 0.7, 0.3) a lone 0.3 is a 0, in (0.6, 0.7, 0.3, 0.8) a lone 0.8 is a 1.
+    assert hardened_targets(loss_fn, [0.3], [0.9]) == [0]
+    assert hardened_targets(loss_fn, [0.8], [0.9]) == [1]
+    # 0.65 is in the lower half of (0.7, 0.3, 0.8, 0.65). Had the oldest predictions not been dropped, the
+    # lower 4 of all 7 would end at 0.6 and 0.65 would harden to 1.
+    assert hardened_targets(loss_fn, [0.65], [0.9]) == [0]
+
+
+def test_logconf_buffers_weak_labels_too_when_it_has_no_train_labels():
+    loss_fn = build_loss("logconf", alpha_max=1.0, warmup_frac=0.0, buffer_size=4)
+    for p, weak in ((0.2, 0.1), (0.4, 0.9), (0.6, 0.1)):
+        hardened_targets(loss_fn, [p], [weak])
+    # A lone example's own label would say "all class 0" here and "all class 1" next; over the buffer,
+    # 3 of 4 then 2 of 4 weak labels are below 1/2, so 0.8 tops (0.2, 0.4, 0.6, 0.8) and 0.3 is in the lower
+    # half of (0.4, 0.6, 0.8, 0.3).
+    assert hardened_targets(loss_fn, [0.8], [0.1]) == [1]
+    assert hardened_targets(loss_fn, [0.3], [0.9]) == [0]
+
+
+def test_logconf_gradient_pulls_toward_the_hardened_prediction():
+    # A student leaning to class 1 against a weak label of 0.3: at α = 0.5 the target is 0.5·0.3 + 0.5·1 = 0.65,
+    # so its p1 = 0.6 is pushed up, where plain xent would push it down.
+    loss_fn = build_loss("logconf", train_labels=np.array([0.1, 0.9]), alpha_max=0.5, warmup_frac=0.0)
+    logits = logits_for(0.1, 0.6)
+    loss_fn(logits, torch.tensor([0.3, 0.3]), 0.5).backward()
+    assert logits.grad[1, 1] == pytest.approx((0.6 - 0.65) / 2, abs=1e-6)
+    assert logits.grad[1, 1] < 0 < logits.grad[1, 0]
+
+
+def test_logconf_rejects_bad_parameters():
+    for params in ({"alpha_max": 1.5}, {"alpha_max": -0.1}, {"warmup_frac": 1.2}, {"buffer_size": 0}):
+        with pytest.raises(ValueError):
+            build_loss("logconf", **params)
+
+
+# entropy
+
+
+def test_entropy_matches_hand_computation_during_and_after_warmup():
+    loss_fn = build_loss("entropy", alpha=0.5, warmup_frac=0.2)
+    after = loss_fn(logits_for(0.75), torch.tensor([0.4]), 0.5)
+    during = loss_fn(logits_for(0.75), torch.tensor([0.4]), 0.1)
+    assert after.item() == pytest.approx(xent(0.75, 0.4) + 0.5 * entropy(0.75), abs=1e-6)
+    assert during.item() == pytest.approx(xent(0.75, 0.4) + 0.25 * entropy(0.75), abs=1e-6)
+
+
+def test_entropy_at_alpha_zero_is_xent():
+    weak = torch.tensor([0.2, 0.9, 0.5])
+    loss = build_loss("entropy", alpha=0.0)(logits_for(0.3, 0.6, 0.95), weak, 0.5)
+    assert loss.item() == pytest.approx(build_loss("xent")(logits_for(0.3, 0.6, 0.95), weak, 0.5).item(), abs=1e-6)
+
+
+def test_entropy_term_has_a_gradient_toward_confidence():
+    # Each weak label equals the prediction, so the xent gradient is zero and only the entropy term remains:
+    # a detached entropy would leave the gradient at zero.
+    logits = logits_for(0.75, 0.25)
+    build_loss("entropy", alpha=0.5, warmup_frac=0.0)(logits, torch.tensor([0.75, 0.25]), 0.5).backward()
+    # d H / d logit1 = -p1·p0·log(p1/p0), averaged over the batch of 2 and weighted by 0.5.
+    assert logits.grad[0, 1] == pytest.approx(-0.5 * 0.75 * 0.25 * math.log(3) / 2, abs=1e-6)
+    # Descending raises p1 where it leans to 1 and lowers it where it leans to 0.
+    assert logits.grad[0, 1] < 0 < logits.grad[0, 0]
+    assert logits.grad[1, 0] < 0 < logits.grad[1, 1]
+    # One step of gradient descent makes both predictions more confident.
+    with torch.no_grad():
+        p1 = (logits - logits.grad).softmax(-1)[:, 1]
+    assert p1[0] > 0.75 and p1[1] < 0.25
+
+
+def test_entropy_rejects_bad_parameters():
+    for params in ({"alpha": -1.0}, {"warmup_frac": -0.1}):
+        with pytest.raises(ValueError):
+            build_loss("entropy", **params)
+
+
+# window
+
+
+def test_window_matches_hand_computation():
+    # Only the first example (p1 = 0.6) is inside radius 0.2; the sum is divided by the batch size 3.
+    loss = build_loss("window", radius=0.2)(logits_for(0.6, 0.9, 0.15), torch.tensor([0.8, 0.1, 0.7]), 0.0)
+    assert loss.item() == pytest.approx(xent(0.6, 0.8) / 3, abs=1e-6)
+
+
+def test_window_gradient_only_reaches_unsure_examples():
+    logits = logits_for(0.6, 0.9)
+    build_loss("window", radius=0.2)(logits, torch.tensor([0.8, 0.1]), 0.0).backward()
+    assert logits.grad[0, 1] == pytest.approx((0.6 - 0.8) / 2, abs=1e-6)
+    assert torch.all(logits.grad[1] == 0)
+
+
+def test_window_admitting_everything_is_xent():
+    p1, weak = [0.01, 0.3, 0.5, 0.99], torch.tensor([0.2, 0.9, 0.5, 0.3])
+    loss = build_loss("window", radius=0.5)(logits_for(*p1), weak, 0.0)
+    assert loss.item() == pytest.approx(build_loss("xent")(logits_for(*p1), weak, 0.0).item(), abs=1e-6)
+
+
+def test_window_with_no_unsure_example_is_a_zero_that_backpropagates():
+    logits = logits_for(0.9, 0.05)
+    loss = build_loss("window", radius=0.2)(logits, torch.tensor([0.3, 0.7]), 0.0)
+    assert loss.item() == 0 and loss.grad_fn is not None
+    loss.backward()
+    assert torch.all(logits.grad == 0)
+
+
+def test_window_midweak_radius_is_the_median_distance_of_weak_labels_from_one_half():
+    # Distances 0.4, 0.05, 0.2, 0.45, 0.1: median 0.2; with an even count the two middle ones are averaged.
+    odd = build_loss("window", train_labels=np.array([0.1, 0.45, 0.7, 0.95, 0.6]), radius="midweak")
+    even = build_loss("window", train_labels=torch.tensor([0.1, 0.45, 0.7, 0.95]), radius="midweak")
+    assert odd.radius == pytest.approx(0.2) and even.radius == pytest.approx(0.3)
+    # The resolved radius is what admits examples: 0.69 is inside 0.2 of 1/2, 0.71 is not.
+    logits = logits_for(0.69, 0.71)
+    odd(logits, torch.tensor([0.0, 0.0]), 0.0).backward()
+    assert logits.grad[0, 1] > 0 and torch.all(logits.grad[1] == 0)
+
+
+def test_window_midweak_without_train_labels_says_what_is_missing():
+    with pytest.raises(ValueError, match="train_labels"):
+        build_loss("window", radius="midweak")
+
+
+def test_window_rejects_bad_radii():
+    for radius in (0.0, -0.1, 0.6, "median"):
+        with pytest.raises(ValueError):
+            build_loss("window", radius=radius)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import transformers
 
+from w2s.atomic import atomic_path
 from w2s.losses import build_loss
 from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
 from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
@@ -86,9 +87,9 @@ def train_and_predict(
         p = predict_proba(model, tokenizer, table["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, name)
         preds[name] = pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
     if save_dir is not None:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        torch.save(accelerator.unwrap_model(model).state_dict(), Path(save_dir) / "classifier.pt")
         tokenizer.save_pretrained(save_dir)
+        with atomic_path(Path(save_dir) / "classifier.pt") as tmp:
+            torch.save(accelerator.unwrap_model(model).state_dict(), tmp)
     info = {
         "model": spec.alias,
         "model_path": spec.path,

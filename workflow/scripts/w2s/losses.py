@@ -1,12 +1,19 @@
 """Training losses on soft labels. A loss is built once per training run and called on every micro-batch.
 
 `progress` is the fraction of optimiser steps done (0 to 1), for losses whose weight follows a schedule.
-A new loss is one class here plus its name in LOSSES (and in the schema's enum).
+`train_labels` (every weak soft label of the training set) is given to every loss when it is built, for
+losses that need training-set statistics; the others ignore it.
+A new loss is one class here (its constructor takes `train_labels` and its config parameters as keywords)
+plus its name in LOSSES (and in the schema).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+Loss = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 def soft_targets(p1: torch.Tensor) -> torch.Tensor:
@@ -15,17 +22,161 @@ def soft_targets(p1: torch.Tensor) -> torch.Tensor:
     return torch.stack([1.0 - p1, p1], dim=-1)
 
 
+def _xent_per_example(logits: torch.Tensor, target_p1: torch.Tensor) -> torch.Tensor:
+    return -(soft_targets(target_p1) * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+
+
+def _as_labels(train_labels) -> torch.Tensor:
+    labels = torch.as_tensor(train_labels, dtype=torch.float32).cpu()
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"train_labels must be a non-empty 1-d array, got shape {tuple(labels.shape)}")
+    return labels
+
+
+def _check_schedule(name: str, peak: float, warmup_frac: float) -> None:
+    if peak < 0:
+        raise ValueError(f"{name} must be >= 0, got {peak}")
+    if not 0 <= warmup_frac <= 1:
+        raise ValueError(f"warmup_frac must be in [0, 1], got {warmup_frac}")
+
+
+def ramp(progress: float, peak: float, warmup_frac: float) -> float:
+    """Linear from 0 at progress 0 to `peak` at `warmup_frac`, then flat.
+
+    Linear rather than a step: a jump makes the auxiliary term switch on abruptly in the middle of training.
+    """
+    if progress >= warmup_frac:
+        return peak
+    return peak * progress / warmup_frac
+
+
 class CrossEntropy:
     """Cross-entropy against soft labels: the naive weak-to-strong baseline (`xent`)."""
 
+    def __init__(self, train_labels=None):
+        del train_labels  # no training-set statistic matters here
+
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
-        return -(soft_targets(labels) * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+        return _xent_per_example(logits, labels).mean()
 
 
-LOSSES = {"xent": CrossEntropy}
+class _Recent:
+    """The last `size` values pushed, oldest first, detached from the graph."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.values = torch.empty(0)
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        self.values = torch.cat([self.values.to(x.device), x.detach().float()])[-self.size :]
+        return self.values
 
 
-def build_loss(name: str, **params) -> CrossEntropy:
+class LogConfidence:
+    """Burns et al.'s auxiliary confidence loss (`logconf`).
+
+    The target mixes the weak label with the student's own hardened prediction:
+    (1 - α)·weak + α·hardened, α ramping linearly from 0 to `alpha_max` over the first `warmup_frac` of
+    training. Hardening keeps the weak labels' class balance: the fraction f0 of weak labels below 1/2
+    (over `train_labels` when given) is the fraction of the student's recent predictions that harden to 0:
+    the lowest round(f0·n) of the last n, i.e. a threshold at the f0-quantile of p1 (the paper's
+    (1 - f0)-quantile of p0). Counting rather than interpolating keeps that fraction exact. The last n are
+    a buffer of `buffer_size` predictions, not the micro-batch alone, so that small micro-batches still get
+    a threshold that reflects the class balance. Buffered predictions come from
+    slightly older parameters; with the default 512 and batches of 32 that is at most 16 steps old.
+    """
+
+    def __init__(self, train_labels=None, alpha_max: float = 0.5, warmup_frac: float = 0.2, buffer_size: int = 512):
+        _check_schedule("alpha_max", alpha_max, warmup_frac)
+        if alpha_max > 1:
+            raise ValueError(f"alpha_max must be <= 1 so that the target stays a distribution, got {alpha_max}")
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+        self.alpha_max, self.warmup_frac = alpha_max, warmup_frac
+        self._preds = _Recent(buffer_size)
+        if train_labels is None:
+            # Without the training set, the class balance comes from the weak labels of the same buffered
+            # examples, which is meaningful even when a micro-batch holds one example.
+            self.class0_frac, self._weak = None, _Recent(buffer_size)
+        else:
+            self.class0_frac, self._weak = float((_as_labels(train_labels) < 0.5).float().mean()), None
+
+    def alpha(self, progress: float) -> float:
+        return ramp(progress, self.alpha_max, self.warmup_frac)
+
+    def hardened(self, p1: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Record this batch's predictions and return them hardened to 0/1 (as floats)."""
+        preds = self._preds.push(p1)
+        class0_frac = self.class0_frac
+        if class0_frac is None:
+            class0_frac = float((self._weak.push(labels) < 0.5).float().mean())
+        n_zero = round(class0_frac * len(preds))
+        if n_zero == 0:
+            return torch.ones_like(p1)
+        threshold = preds.kthvalue(n_zero).values
+        return (p1 > threshold).float()
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
+        p1 = logits.detach().float().softmax(-1)[:, 1]
+        alpha = self.alpha(progress)
+        target = (1 - alpha) * labels.float() + alpha * self.hardened(p1, labels)
+        return _xent_per_example(logits, target).mean()
+
+
+class Entropy:
+    """Cross-entropy on weak labels + α·H(student prediction) (`entropy`).
+
+    The entropy is computed from the live logits so that its gradient lowers it, i.e. pushes each
+    prediction toward the class it already leans to (a detached prediction would add no gradient).
+    α ramps like logconf's, by default over the same 20%: early predictions are still arbitrary, and
+    sharpening them before the weak labels have been fitted would lock them in; sharing the schedule also
+    makes entropy and logconf differ only in the shape of the confidence term. `warmup_frac` 0 disables it.
+    """
+
+    def __init__(self, train_labels=None, alpha: float = 0.5, warmup_frac: float = 0.2):
+        del train_labels  # no training-set statistic matters here
+        _check_schedule("alpha", alpha, warmup_frac)
+        self.alpha_max, self.warmup_frac = alpha, warmup_frac
+
+    def alpha(self, progress: float) -> float:
+        return ramp(progress, self.alpha_max, self.warmup_frac)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        return (_xent_per_example(logits, labels) + self.alpha(progress) * entropy).mean()
+
+
+class ConfidenceWindow:
+    """Cross-entropy only on examples the student is unsure of, |p1 - 1/2| < radius (`window`).
+
+    `radius` is a number in (0, 0.5] or "midweak": the median |weak - 1/2| over `train_labels`.
+    The sum over admitted examples is divided by the whole micro-batch size, not by the number admitted:
+    every admitted example then weighs the same whatever its micro-batch, and a micro-batch with none
+    admitted gives an exact zero that is still a function of the logits, so that backward (and gradient
+    accumulation) work unchanged and add nothing.
+    """
+
+    def __init__(self, train_labels=None, radius: float | str = "midweak"):
+        if radius == "midweak":
+            if train_labels is None:
+                raise ValueError('window radius "midweak" needs train_labels (the training set\'s weak labels)')
+            radius = float((_as_labels(train_labels) - 0.5).abs().quantile(0.5))
+        if isinstance(radius, str) or not 0 < radius <= 0.5:
+            raise ValueError(f'window radius must be in (0, 0.5] or "midweak", got {radius!r}')
+        self.radius = radius
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
+        p1 = logits.detach().float().softmax(-1)[:, 1]
+        unsure = ((p1 - 0.5).abs() < self.radius).float()
+        return (_xent_per_example(logits, labels) * unsure).sum() / len(logits)
+
+
+LOSSES = {"xent": CrossEntropy, "logconf": LogConfidence, "entropy": Entropy, "window": ConfidenceWindow}
+
+
+def build_loss(name: str, train_labels=None, **params) -> Loss:
+    """The loss `name` with the intervention's `params`; `train_labels` are the training set's weak labels."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](**params)
+    return LOSSES[name](train_labels=train_labels, **params)

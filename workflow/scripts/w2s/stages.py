@@ -30,6 +30,11 @@ def _model(alias: str, entry: dict, path: str, train_section: dict):
     return ModelSpec.from_config(alias, entry, path), train_config_from(entry, train_section)
 
 
+def _save_dir(train_section: dict, outputs: Mapping[str, PathLike]) -> Path | None:
+    """Weights are written only on request: every prediction is made inside the training job."""
+    return Path(outputs["info"]).parent / "model" if train_section.get("keep_weights") else None
+
+
 def weak_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, model_path: str, train_section: dict,
                seed: int, outputs: Mapping[str, PathLike]) -> None:
     """Train on weak_train ground truth; write soft predictions on strong_train, val and test."""
@@ -37,7 +42,8 @@ def weak_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, mod
     splits = {name: pd.read_parquet(split_paths[name]) for name in SPLIT_NAMES}
     predict_on = {name: splits[name] for name in ("strong_train", "val", "test")}
     preds, info = train_and_predict(spec, cfg, ground_truth_labels(splits["weak_train"]),
-                                    ground_truth_labels(splits["val"]), predict_on, seed)
+                                    ground_truth_labels(splits["val"]), predict_on, seed,
+                                    save_dir=_save_dir(train_section, outputs))
     for name, table in preds.items():
         write_parquet(table, outputs[name])
     write_json({"role": "weak", **info}, outputs["info"])
@@ -49,7 +55,7 @@ def ceiling_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, 
     spec, cfg = _model(alias, entry, model_path, train_section)
     train, val, test = (pd.read_parquet(split_paths[n]) for n in ("strong_train", "val", "test"))
     preds, info = train_and_predict(spec, cfg, ground_truth_labels(train), ground_truth_labels(val),
-                                    {"test": test}, seed)
+                                    {"test": test}, seed, save_dir=_save_dir(train_section, outputs))
     write_parquet(preds["test"], outputs["test"])
     write_json({"role": "ceiling", **info}, outputs["info"])
 
@@ -76,7 +82,8 @@ def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alia
     train, val = pd.read_parquet(label_paths["train"]), pd.read_parquet(label_paths["val"])
     test = pd.read_parquet(test_path)[["id", "text"]]
     params = {k: v for k, v in intervention.items() if k != "loss"}
-    preds, info = train_and_predict(spec, cfg, train, val, {"test": test}, seed, intervention["loss"], params)
+    preds, info = train_and_predict(spec, cfg, train, val, {"test": test}, seed, intervention["loss"], params,
+                                    save_dir=_save_dir(train_section, outputs))
     write_parquet(preds["test"], outputs["test"])
     write_json({"role": "student", "intervention": intervention, **info}, outputs["info"])
 

@@ -1,0 +1,121 @@
+"""The real Snakemake DAG: dry runs of its shape, the linter, and one end-to-end run on a tiny config."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tiny_models import tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args]
+    if config is not None:
+        path = workdir / "test-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(path), "--replace-workflow-config"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    table = dry_run_output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def hub_config(**overrides) -> dict:
+    config = yaml.safe_load((ROOT / "config" / "burns-gpt2.yaml").read_text())
+    config.update(overrides)
+    return config
+
+
+def test_weak_and_ceiling_run_once_per_task_model_and_seed(tmp_path):
+    config = hub_config(
+        tasks=["boolq", "sciq", "cosmos_qa"], seeds=[0, 1],
+        strong_models=["gpt2-medium"], interventions={"xent": {"loss": "xent"}, "xent_again": {"loss": "xent"}},
+    )
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    assert counts["train_weak"] == 6 and counts["train_ceiling"] == 6
+    assert counts["train_student"] == 12 and counts["cell_metrics"] == 12
+    assert counts["splits"] == 6 and "materialize_dataset" not in counts
+
+
+def test_two_strong_models_share_the_weak_model(tmp_path):
+    counts = job_counts(snakemake(tmp_path, hub_config(tasks=["sciq"], seeds=[0]), "-n", "--quiet", "rules").stdout)
+    assert (counts["train_weak"], counts["train_ceiling"], counts["train_student"]) == (1, 2, 2)
+
+
+def test_gpu_rules_carry_the_gpu_resource(tmp_path):
+    out = snakemake(tmp_path, hub_config(tasks=["sciq"], seeds=[0]), "-n", "-p").stdout
+    weak_job = out.split("rule train_weak:")[1].split("rule ")[0]
+    assert re.search(r"resources:.*\bgpu=1\b", weak_job)
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, hub_config(tasks=["sciq", "mnist"]), "-n", check=False)
+    assert proc.returncode != 0
+    assert "'tasks[1]': unknown task 'mnist'" in proc.stdout + proc.stderr
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, None, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.e2e
+def test_end_to_end_tiny_config(tmp_path):
+    """tiny random BERT (weak) -> all-MiniLM-L6-v2 (strong, from its PyPI wheel) on SMS spam, two seeds."""
+    weak_dir = tiny_bert(tmp_path / "tiny-bert")
+    common = dict(max_length=32, batch_size=16, micro_batch_size=8, eval_batch_size=64, epochs=2)
+    config = {
+        "tasks": ["sms_spam"],
+        "seeds": [0, 1],
+        "weak_models": ["tiny"],
+        "strong_models": ["minilm"],
+        "models": {
+            "tiny": {"path": str(weak_dir), "lr": 1e-3, **common},
+            "minilm": {"path": "sentence-transformers/all-MiniLM-L6-v2", "offline_package": "all-MiniLM-L6-v2",
+                       "lr": 1e-4, **common},
+        },
+        "interventions": {"xent": {"loss": "xent"}},
+        "splits": {"weak_train": 48, "strong_train": 64, "val": 32, "test": 64, "balance": True},
+        "hub_offline": True,
+    }
+    snakemake(tmp_path, config, "--cores", "2")
+
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert len(summary) == 2 and sorted(summary["seed"]) == [0, 1]
+    assert set(summary[["task", "weak", "strong", "intervention"]].itertuples(index=False)) == {
+        ("sms_spam", "tiny", "minilm", "xent")}
+    for col in ("weak_acc", "ceiling_acc", "student_acc", "weak_auroc", "ceiling_auroc", "student_auroc"):
+        assert summary[col].between(0, 1).all(), col
+    gap = summary["ceiling_acc"] - summary["weak_acc"]
+    expected = (summary["student_acc"] - summary["weak_acc"]) / gap
+    assert ((summary["pgr_acc"] - expected).abs() < 1e-9).all()
+    # The pretrained strong model beats a random tiny weak model on a balanced task.
+    assert (summary["ceiling_acc"] > summary["weak_acc"]).all()
+
+    results = tmp_path / "results" / "sms_spam"
+    for seed in (0, 1):
+        labels = pd.read_parquet(results / f"seed{seed}" / "labels" / "tiny" / "minilm" / "xent" / "train.parquet")
+        assert list(labels.columns) == ["id", "text", "soft_label"]  # no ground truth reaches the student
+        split_ids = [set(pd.read_parquet(p)["id"]) for p in (results / f"seed{seed}" / "splits").glob("*.parquet")]
+        assert sum(map(len, split_ids)) == len(set().union(*split_ids))
+    assert (tmp_path / "results" / "plots" / "w2s_results.png").stat().st_size > 10_000
+    assert not list(tmp_path.glob("results/**/*.part"))
+
+    # A rerun has nothing left to do: finished work is never redone.
+    rerun = snakemake(tmp_path, config, "-n")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
