@@ -20,7 +20,7 @@ rule train_ceiling:
     log:
         "logs/train_ceiling/{task}/seed{seed}/{strong}.log",
     benchmark:
-        "benchmarks/train_ceiling/{task}/seed{seed}/{strong}.tsv"
+        "benchmarks/jobs/train_ceiling/{task}/seed{seed}/{strong}.tsv"
     script:
         "../scripts/train_ceiling.py"
 
@@ -66,6 +66,6 @@ rule train_student:
     log:
         "logs/train_student/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
     benchmark:
-        "benchmarks/train_student/{task}/seed{seed}/{weak}/{strong}/{intervention}.tsv"
+        "benchmarks/jobs/train_student/{task}/seed{seed}/{weak}/{strong}/{intervention}.tsv"
     script:
         "../scripts/train_student.py"

@@ -20,6 +20,6 @@ rule train_weak:
     log:
         "logs/train_weak/{task}/seed{seed}/{weak}.log",
     benchmark:
-        "benchmarks/train_weak/{task}/seed{seed}/{weak}.tsv"
+        "benchmarks/jobs/train_weak/{task}/seed{seed}/{weak}.tsv"
     script:
         "../scripts/train_weak.py"
