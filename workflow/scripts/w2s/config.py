@@ -49,6 +49,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         return f"config key '{key}': {error.message}{hint}"
+    if error.validator == "not" and "required" in error.validator_value:
+        return f"config key '{key}': {error.validator_value['required']} cannot be combined with the other keys given"
+    if error.schema is False:
+        return (f"config key '{key}': a parameter with value {error.instance!r} does not apply here "
+                "(e.g. k for logreg, C for knn/topo); remove it")
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not allowed; choose one of {error.validator_value}"
     return f"config key '{key}': {error.message}"

@@ -49,6 +49,7 @@ def check_label_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
 def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
     return TrainConfig(
         lr=model_entry["lr"],
+        head_lr=model_entry.get("head_lr"),
         batch_size=model_entry["batch_size"],
         micro_batch_size=model_entry["micro_batch_size"],
         eval_batch_size=model_entry["eval_batch_size"],
@@ -81,7 +82,8 @@ def train_and_predict(
     tokenizer = load_tokenizer(spec)
     model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
     started = time.time()
-    history = train_classifier(model, tokenizer, train, val, build_loss(loss, **(loss_params or {})), cfg, seed, accelerator)
+    loss_fn = build_loss(loss, train_labels=train["soft_label"].to_numpy(), **(loss_params or {}))
+    history = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator)
     preds = {}
     for name, table in predict_on.items():
         p = predict_proba(model, tokenizer, table["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, name)

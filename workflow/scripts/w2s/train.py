@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
 from w2s.batching import iterate, length_grouped_batches, sorted_batches, tokenize
-from w2s.losses import CrossEntropy
+from w2s.losses import Loss
 from w2s.modeling import Classifier
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     lr: float = 5e-5
+    head_lr: float | None = None
     batch_size: int = 32
     micro_batch_size: int = 16
     eval_batch_size: int = 64
@@ -45,14 +46,19 @@ def make_accelerator() -> Accelerator:
     return Accelerator(mixed_precision="bf16" if on_gpu else "no", cpu=not on_gpu)
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    # Biases and norm weights (1-d tensors) are not decayed, as is standard for transformers.
+def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
+    head = {id(p) for p in model.head.parameters()}
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+    # Biases and norm weights (1-d tensors) are not decayed, as is standard for transformers. The
+    # zero-initialised head may take its own rate: backbones whose pooled features have a small norm (e.g.
+    # sentence-transformers) otherwise barely move their logits away from 0 in a short finetune.
     groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        {"params": [p for p in body if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0},
+        {"params": [model.head.weight], "weight_decay": cfg.weight_decay, "lr": cfg.head_lr or cfg.lr},
+        {"params": [model.head.bias], "weight_decay": 0.0, "lr": cfg.head_lr or cfg.lr},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=on_gpu)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=on_gpu)
 
 
 @torch.inference_mode()
@@ -93,7 +99,7 @@ def train_classifier(
     tokenizer: PreTrainedTokenizerBase,
     train: pd.DataFrame,
     val: pd.DataFrame | None,
-    loss_fn: CrossEntropy,
+    loss_fn: Loss,
     cfg: TrainConfig,
     seed: int,
     accelerator: Accelerator,
