@@ -56,6 +56,22 @@ def test_two_strong_models_share_the_weak_model(tmp_path):
     assert (counts["train_weak"], counts["train_ceiling"], counts["train_student"]) == (1, 2, 2)
 
 
+PROBE_INTERVENTIONS = {
+    "xent": {"loss": "xent"},
+    "knn_filter": {"loss": "xent", "probe": {"name": "knn", "use": "filter", "contamination": 0.1, "k": 20}},
+    "logreg_relabel": {"loss": "xent", "probe": {"name": "logreg", "use": "relabel"}},
+    "topo_filter": {"loss": "xent", "probe": {"name": "topo", "use": "filter", "k": 20}},
+}
+
+
+def test_one_activation_job_per_task_and_strong_model_shared_by_probe_cells(tmp_path):
+    config = hub_config(tasks=["sciq", "boolq"], seeds=[0, 1], interventions=PROBE_INTERVENTIONS)
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    assert counts["activations"] == 2 * 2  # 2 tasks x 2 strong models, whatever the seeds and probes
+    assert counts["probe_labels"] == 2 * 2 * 2 * 3 and counts["student_labels"] == 2 * 2 * 2
+    assert counts["train_weak"] == 4 and counts["train_ceiling"] == 8 and counts["train_student"] == 32
+
+
 def test_gpu_rules_carry_the_gpu_resource(tmp_path):
     out = snakemake(tmp_path, hub_config(tasks=["sciq"], seeds=[0]), "-n", "-p").stdout
     weak_job = out.split("rule train_weak:")[1].split("rule ")[0]
@@ -87,18 +103,25 @@ def test_end_to_end_tiny_config(tmp_path):
         "models": {
             "tiny": {"path": str(weak_dir), "lr": 1e-3, **common},
             "minilm": {"path": "sentence-transformers/all-MiniLM-L6-v2", "offline_package": "all-MiniLM-L6-v2",
-                       "lr": 1e-4, **common},
+                       "lr": 1e-4, "head_lr": 3e-3, **common},
         },
-        "interventions": {"xent": {"loss": "xent"}},
+        "interventions": {
+            "xent": {"loss": "xent"},
+            "knn_filter": {"loss": "xent", "probe": {"name": "knn", "use": "filter", "contamination": 0.2, "k": 10}},
+        },
         "splits": {"weak_train": 48, "strong_train": 64, "val": 32, "test": 64, "balance": True},
         "hub_offline": True,
     }
     snakemake(tmp_path, config, "--cores", "2")
 
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
-    assert len(summary) == 2 and sorted(summary["seed"]) == [0, 1]
+    assert len(summary) == 4 and sorted(summary["seed"]) == [0, 0, 1, 1]
     assert set(summary[["task", "weak", "strong", "intervention"]].itertuples(index=False)) == {
-        ("sms_spam", "tiny", "minilm", "xent")}
+        ("sms_spam", "tiny", "minilm", "xent"), ("sms_spam", "tiny", "minilm", "knn_filter")}
+    probe_rows = summary[summary["intervention"] == "knn_filter"]
+    assert probe_rows["probe_acc_vs_gt"].between(0, 1).all()
+    assert (probe_rows["dropped_frac_train"] > 0).all()
+    assert summary.loc[summary["intervention"] == "xent", "probe_acc_vs_gt"].isna().all()
     for col in ("weak_acc", "ceiling_acc", "student_acc", "weak_auroc", "ceiling_auroc", "student_auroc"):
         assert summary[col].between(0, 1).all(), col
     gap = summary["ceiling_acc"] - summary["weak_acc"]
@@ -109,8 +132,14 @@ def test_end_to_end_tiny_config(tmp_path):
 
     results = tmp_path / "results" / "sms_spam"
     for seed in (0, 1):
-        labels = pd.read_parquet(results / f"seed{seed}" / "labels" / "tiny" / "minilm" / "xent" / "train.parquet")
-        assert list(labels.columns) == ["id", "text", "soft_label"]  # no ground truth reaches the student
+        for intervention in ("xent", "knn_filter"):
+            folder = results / f"seed{seed}" / "labels" / "tiny" / "minilm" / intervention
+            train, val = (pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "val"))
+            for table in (train, val):
+                assert list(table.columns) == ["id", "text", "soft_label"]  # no ground truth reaches a student
+            kept = len(train) + len(val)
+        # The filter drops floor(0.2 * (64 + 32)) of strong_train and val together.
+        assert kept == 96 - 19
         split_ids = [set(pd.read_parquet(p)["id"]) for p in (results / f"seed{seed}" / "splits").glob("*.parquet")]
         assert sum(map(len, split_ids)) == len(set().union(*split_ids))
     assert (tmp_path / "results" / "plots" / "w2s_results.png").stat().st_size > 10_000

@@ -15,7 +15,12 @@ WHEEL_CACHE = "resources/wheels"
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in names)
+    # A pattern that matches nothing when the list is empty, so a rule with no names never applies.
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+PROBE_INTERVENTIONS = [n for n, i in config["interventions"].items() if "probe" in i]
+WEAK_LABEL_INTERVENTIONS = [n for n in config["interventions"] if n not in PROBE_INTERVENTIONS]
 
 
 wildcard_constraints:
@@ -94,3 +99,10 @@ def provenance(wildcards):
         train=config["train"],
         seed=int(wildcards.seed),
     )
+
+
+def probe_report_input(wildcards):
+    """A probe intervention's report joins its cell's metrics; other interventions have none."""
+    if wildcards.intervention not in PROBE_INTERVENTIONS:
+        return {}
+    return {"probe_report": "results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json".format(**wildcards)}

@@ -1,6 +1,7 @@
 rule cell_metrics:
     """Test accuracy and AUROC of weak, ceiling and student, and PGR on both, for one cell and seed."""
     input:
+        unpack(probe_report_input),
         test=split_path("test"),
         weak="results/{task}/seed{seed}/weak/{weak}/test.parquet",
         ceiling="results/{task}/seed{seed}/ceiling/{strong}/test.parquet",

@@ -26,8 +26,10 @@ rule train_ceiling:
 
 
 rule student_labels:
-    """The labels the student trains and selects on: here the weak model's soft labels on strong_train
-    and val. No ground-truth column is written, so none can reach the student."""
+    """The labels the student trains and selects on: the weak model's soft labels on strong_train and val.
+    No ground-truth column is written, so none can reach the student."""
+    wildcard_constraints:
+        intervention=_alternatives(WEAK_LABEL_INTERVENTIONS),
     input:
         strong_train=split_path("strong_train"),
         val=split_path("val"),

@@ -12,4 +12,5 @@ metrics_stage(
     cell={**dict(snakemake.wildcards.items()), "seed": int(snakemake.wildcards.seed)},
     provenance=snakemake.params.provenance,
     out=snakemake.output[0],
+    probe_report=dict(snakemake.input.items()).get("probe_report"),
 )

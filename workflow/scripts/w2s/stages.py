@@ -4,15 +4,18 @@ Rule scripts are thin adapters from the `snakemake` object to these functions; t
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
+from w2s.activations import extract_activations, load_activations, save_activations
 from w2s.atomic import write_json, write_parquet
 from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from
 from w2s.metrics import cell_metrics
 from w2s.modeling import ModelSpec
+from w2s.probe_labels import probe_label_tables, probe_report
 from w2s.splits import SPLIT_NAMES, make_splits
 from w2s.tasks import load_task
 
@@ -74,6 +77,29 @@ def student_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_trai
     write_parquet(weak_label_table(pd.read_parquet(val), pd.read_parquet(weak_val)), outputs["val"])
 
 
+def activations_stage(split_paths: list[PathLike], model_path: str, pooling: str, max_length: int,
+                      layers: list[int] | None, batch_size: int, out: PathLike) -> None:
+    """Frozen pretrained features of every example in `split_paths` (all seeds' strong_train and val), once."""
+    examples = pd.concat([pd.read_parquet(p)[["id", "text"]] for p in split_paths]).drop_duplicates("id")
+    acts = extract_activations(model_path, examples["text"].tolist(), layers, pooling, max_length, batch_size)
+    save_activations(acts, examples["id"].tolist(), out)
+
+
+def probe_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train: PathLike, weak_val: PathLike,
+                       activations: PathLike, probe: dict, outputs: Mapping[str, PathLike]) -> None:
+    """Weak labels filtered or relabelled by a probe; the probe's quality is reported beside them."""
+    splits = [pd.read_parquet(strong_train), pd.read_parquet(val)]
+    train, val_labels = (weak_label_table(split, pd.read_parquet(weak))
+                         for split, weak in zip(splits, (weak_strong_train, weak_val)))
+    act_ids, acts = load_activations(activations)
+    kept_train, kept_val, pred = probe_label_tables(train, val_labels, act_ids, acts, probe)
+    ground_truth = pd.concat([s["label"] for s in splits], ignore_index=True)
+    report = probe_report(train, val_labels, pred, kept_train, kept_val, ground_truth)
+    write_parquet(kept_train, outputs["train"])
+    write_parquet(kept_val, outputs["val"])
+    write_json({"probe": probe, **report}, outputs["report"])
+
+
 def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alias: str, entry: dict,
                   model_path: str, train_section: dict, intervention: dict, seed: int,
                   outputs: Mapping[str, PathLike]) -> None:
@@ -89,7 +115,10 @@ def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alia
 
 
 def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: PathLike, cell: dict,
-                  provenance: dict, out: PathLike) -> None:
-    """Write the cell's metrics with the config entries that produced them."""
+                  provenance: dict, out: PathLike, probe_report: PathLike | None = None) -> None:
+    """Write the cell's metrics with the config entries that produced them (and the probe's report)."""
     metrics = cell_metrics(*(pd.read_parquet(p) for p in (test, weak, ceiling, student)))
-    write_json({"cell": cell, "config": provenance, "metrics": metrics}, out)
+    record = {"cell": cell, "config": provenance, "metrics": metrics}
+    if probe_report is not None:
+        record["probe"] = json.loads(Path(probe_report).read_text())
+    write_json(record, out)

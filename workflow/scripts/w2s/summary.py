@@ -13,13 +13,24 @@ METRIC_COLUMNS = [
     "student_acc", "student_auroc", "pgr_acc", "pgr_auroc",
 ]
 
+# Probe interventions only; empty for the others.
+PROBE_COLUMNS = [
+    "probe_acc_vs_gt", "probe_auroc_vs_gt", "probe_acc_vs_weak", "probe_auroc_vs_weak",
+    "dropped_frac_train", "dropped_frac_val",
+]
+
 
 def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in metric_files:
         record = json.loads(Path(path).read_text())
-        rows.append({**{k: record["cell"][k] for k in KEY_COLUMNS}, **{k: record["metrics"][k] for k in METRIC_COLUMNS}})
-    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS)
+        probe = record.get("probe", {})
+        rows.append({
+            **{k: record["cell"][k] for k in KEY_COLUMNS},
+            **{k: record["metrics"][k] for k in METRIC_COLUMNS},
+            **{k: probe.get(k, float("nan")) for k in PROBE_COLUMNS},
+        })
+    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS + PROBE_COLUMNS)
     return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
 
 

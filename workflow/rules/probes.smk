@@ -1,0 +1,55 @@
+rule activations:
+    """Frozen pretrained features of one strong model for every strong_train and val example of a task
+    (all seeds at once), shared by every probe cell."""
+    input:
+        splits=lambda wildcards: [
+            f"results/{wildcards.task}/seed{seed}/splits/{split}.parquet"
+            for seed in config["seeds"]
+            for split in ("strong_train", "val")
+        ],
+        model=lambda wildcards: model_inputs(wildcards.strong),
+    output:
+        "results/{task}/activations/{strong}.safetensors",
+    params:
+        model_path=lambda wildcards: model_path(wildcards.strong),
+        pooling=lambda wildcards: model_entry(wildcards.strong)["pooling"],
+        max_length=lambda wildcards: model_entry(wildcards.strong)["max_length"],
+        layers=config["activations"]["layers"],
+        batch_size=config["activations"]["batch_size"],
+    threads: lambda wildcards: job_threads(wildcards.strong)
+    resources:
+        **model_resources("strong"),
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/activations/{task}/{strong}.log",
+    benchmark:
+        "benchmarks/jobs/activations/{task}/{strong}.tsv"
+    script:
+        "../scripts/extract_activations.py"
+
+
+rule probe_labels:
+    """Weak labels of strong_train and val, filtered or relabelled by a probe on the frozen activations;
+    the probe's accuracy against weak labels and ground truth is reported in probe.json (ground truth is
+    read for that report only and never written into the label tables)."""
+    wildcard_constraints:
+        intervention=_alternatives(PROBE_INTERVENTIONS),
+    input:
+        strong_train=split_path("strong_train"),
+        val=split_path("val"),
+        weak_strong_train="results/{task}/seed{seed}/weak/{weak}/strong_train.parquet",
+        weak_val="results/{task}/seed{seed}/weak/{weak}/val.parquet",
+        activations="results/{task}/activations/{strong}.safetensors",
+    output:
+        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
+        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+        report="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json",
+    params:
+        probe=lambda wildcards: config["interventions"][wildcards.intervention]["probe"],
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/probe_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/probe_labels.py"

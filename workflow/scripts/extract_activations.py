@@ -1,0 +1,17 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
+
+from w2s.gpu_lease import lease_gpus  # noqa: E402
+from w2s.stages import activations_stage  # noqa: E402
+
+with lease_gpus(snakemake.resources.gpu):
+    activations_stage(
+        split_paths=list(snakemake.input.splits),
+        model_path=snakemake.params.model_path,
+        pooling=snakemake.params.pooling,
+        max_length=snakemake.params.max_length,
+        layers=snakemake.params.layers,
+        batch_size=snakemake.params.batch_size,
+        out=snakemake.output[0],
+    )

@@ -1,0 +1,15 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0])
+
+from w2s.stages import probe_labels_stage  # noqa: E402
+
+probe_labels_stage(
+    strong_train=snakemake.input.strong_train,
+    val=snakemake.input.val,
+    weak_strong_train=snakemake.input.weak_strong_train,
+    weak_val=snakemake.input.weak_val,
+    activations=snakemake.input.activations,
+    probe=snakemake.params.probe,
+    outputs=dict(snakemake.output.items()),
+)
