@@ -39,6 +39,11 @@ def test_defaults_are_filled_in():
         (lambda c: c["models"]["mpnet"].update(micro_batch_size=5), r"micro_batch_size': 5 must divide batch_size"),
         (lambda c: c.update(epochs=3), r"'<top level>'.*'epochs' was unexpected.*allowed keys: .*headline_metric"),
         (lambda c: c["interventions"].update(bad={"loss": "mse"}), r"'interventions.bad.loss': 'mse' is not allowed"),
+        (lambda c: c["models"]["mpnet"].update(path="/no/such/model", offline_package=None) or
+         c["models"]["mpnet"].pop("offline_package"), r"'models.mpnet.path': local model directory '/no/such/model'"),
+        (lambda c: c["interventions"].update(lc={"loss": "logconf", "radius": 0.2}), r"'interventions.lc'.*'radius'"),
+        (lambda c: c["interventions"].update(p={"loss": "xent", "probe": {"name": "topo", "use": "relabel"}}),
+         r"'interventions.p.probe.name': 'topo' is not allowed; choose one of \['knn', 'logreg'\]"),
     ],
 )
 def test_bad_config_names_the_key_and_what_is_allowed(mutate, expected):

@@ -67,3 +67,10 @@ def test_label_tables_keep_only_id_text_soft_label():
         check_label_table(df.drop(columns="soft_label"), "train")
     with pytest.raises(LabelTableError, match=r"\[0, 1\]"):
         check_label_table(df.assign(soft_label=[0.2, 1.5]), "train")
+
+
+def test_max_steps_overrides_epochs(bert_path):
+    train = toy(2)
+    cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=2, epochs=5, max_steps=3, max_length=16)
+    _, info = train_and_predict(ModelSpec("tiny", bert_path), cfg, train, train.iloc[:4], {}, seed=0)
+    assert info["total_steps"] == 3 and info["history"][-1]["step"] == 3

@@ -97,6 +97,13 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                 f"only {TASKS[task].n_examples} unique examples; lower the split sizes"
             )
     for alias, model in config["models"].items():
+        path = model["path"]
+        looks_local = path.startswith(("/", "./", "../", "~"))
+        if looks_local and not model.get("offline_package") and not Path(path).expanduser().is_dir():
+            problems.append(
+                f"config key 'models.{alias}.path': local model directory {path!r} does not exist; give an "
+                "existing directory or a Hugging Face hub id such as 'openai-community/gpt2'"
+            )
         if model["micro_batch_size"] > model["batch_size"] or model["batch_size"] % model["micro_batch_size"]:
             problems.append(
                 f"config key 'models.{alias}.micro_batch_size': {model['micro_batch_size']} must divide "

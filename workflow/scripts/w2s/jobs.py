@@ -54,6 +54,7 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         micro_batch_size=model_entry["micro_batch_size"],
         eval_batch_size=model_entry["eval_batch_size"],
         epochs=model_entry["epochs"],
+        max_steps=model_entry.get("max_steps"),
         max_length=model_entry["max_length"],
         compile=model_entry["compile"],
         warmup_frac=train_section["warmup_frac"],

@@ -29,6 +29,7 @@ class TrainConfig:
     micro_batch_size: int = 16
     eval_batch_size: int = 64
     epochs: float = 2.0
+    max_steps: int | None = None
     warmup_frac: float = 0.1
     weight_decay: float = 0.01
     evals_per_epoch: int = 1
@@ -116,7 +117,10 @@ def train_classifier(
     labels = torch.tensor(train["soft_label"].to_numpy(dtype=np.float32))
 
     micro_per_epoch = math.ceil(len(ids) / cfg.micro_batch_size)
-    total_micro = max(cfg.accumulation, math.ceil(cfg.epochs * micro_per_epoch))
+    if cfg.max_steps is not None:
+        total_micro = cfg.max_steps * cfg.accumulation
+    else:
+        total_micro = max(cfg.accumulation, math.ceil(cfg.epochs * micro_per_epoch))
     total_steps = math.ceil(total_micro / cfg.accumulation)
     eval_every = max(1, math.ceil(micro_per_epoch / cfg.accumulation / cfg.evals_per_epoch))
 
