@@ -1,0 +1,32 @@
+import json
+
+import pandas as pd
+import pytest
+
+from w2s.report import build_report
+
+
+def write_cell(root, task, intervention, seed, student_acc):
+    path = root / task / f"seed{seed}" / "metrics" / "weak" / "strong" / f"{intervention}.json"
+    path.parent.mkdir(parents=True)
+    metrics = {"n_test": 100, "weak_acc": 0.6, "weak_auroc": 0.65, "ceiling_acc": 0.8, "ceiling_auroc": 0.85,
+               "student_acc": student_acc, "student_auroc": 0.7, "pgr_acc": (student_acc - 0.6) / 0.2, "pgr_auroc": 0.25}
+    cell = {"task": task, "weak": "weak", "strong": "strong", "intervention": intervention, "seed": seed}
+    path.write_text(json.dumps({"cell": cell, "config": {}, "metrics": metrics}))
+
+
+def test_report_summarises_only_finished_cells(tmp_path):
+    write_cell(tmp_path, "imdb", "xent", 0, 0.7)
+    write_cell(tmp_path, "imdb", "xent", 1, 0.75)
+    write_cell(tmp_path, "tweets", "xent", 0, 0.65)
+    (tmp_path / "tweets" / "seed1" / "metrics").mkdir(parents=True)  # a cell still running: no file yet
+    assert build_report(tmp_path, tmp_path / "partial", "acc") == 3
+    summary = pd.read_csv(tmp_path / "partial" / "summary.csv")
+    assert sorted(zip(summary["task"], summary["seed"])) == [("imdb", 0), ("imdb", 1), ("tweets", 0)]
+    assert summary.loc[summary["task"] == "imdb", "pgr_acc"].tolist() == pytest.approx([0.5, 0.75])
+    assert (tmp_path / "partial" / "w2s_results.png").stat().st_size > 0
+
+
+def test_report_without_finished_cells_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no finished cells"):
+        build_report(tmp_path, tmp_path / "partial", "acc")
