@@ -12,6 +12,9 @@ rule train_ceiling:
     params:
         alias=lambda wildcards: wildcards.strong,
         model_path=lambda wildcards: model_path(wildcards.strong),
+        # The config entries are params so that editing them reruns exactly the jobs they affect.
+        entry=lambda wildcards: model_entry(wildcards.strong),
+        train=config["train"],
     threads: lambda wildcards: job_threads(wildcards.strong)
     resources:
         **model_resources("strong"),
@@ -59,6 +62,9 @@ rule train_student:
     params:
         alias=lambda wildcards: wildcards.strong,
         model_path=lambda wildcards: model_path(wildcards.strong),
+        # The config entries are params so that editing them reruns exactly the jobs they affect.
+        entry=lambda wildcards: model_entry(wildcards.strong),
+        train=config["train"],
         intervention=lambda wildcards: config["interventions"][wildcards.intervention],
     threads: lambda wildcards: job_threads(wildcards.strong)
     resources:

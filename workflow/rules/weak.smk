@@ -12,6 +12,9 @@ rule train_weak:
     params:
         alias=lambda wildcards: wildcards.weak,
         model_path=lambda wildcards: model_path(wildcards.weak),
+        # The config entries are params so that editing them reruns exactly the jobs they affect.
+        entry=lambda wildcards: model_entry(wildcards.weak),
+        train=config["train"],
     threads: lambda wildcards: job_threads(wildcards.weak)
     resources:
         **model_resources("weak"),

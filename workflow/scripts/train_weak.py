@@ -10,9 +10,9 @@ with lease_gpus(snakemake.resources.gpu):
     weak_stage(
         split_paths={name: snakemake.input[name] for name in SPLIT_NAMES},
         alias=snakemake.params.alias,
-        entry=snakemake.config["models"][snakemake.params.alias],
+        entry=snakemake.params.entry,
         model_path=snakemake.params.model_path,
-        train_section=snakemake.config["train"],
+        train_section=snakemake.params.train,
         seed=int(snakemake.wildcards.seed),
         outputs=dict(snakemake.output.items()),
     )
