@@ -17,12 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 
-def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args]
-    if config is not None:
-        path = workdir / "test-config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(path), "--replace-workflow-config"]
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    path = workdir / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
@@ -85,7 +83,8 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 
 def test_lint_is_clean(tmp_path):
-    proc = snakemake(tmp_path, None, "--lint", check=False)
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    proc = snakemake(tmp_path, default, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
