@@ -107,7 +107,8 @@ def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alia
     spec, cfg = _model(alias, entry, model_path, train_section)
     train, val = pd.read_parquet(label_paths["train"]), pd.read_parquet(label_paths["val"])
     test = pd.read_parquet(test_path)[["id", "text"]]
-    params = {k: v for k, v in intervention.items() if k != "loss"}
+    # An intervention entry holds the loss name, the loss's parameters and, optionally, a probe (used upstream).
+    params = {k: v for k, v in intervention.items() if k not in ("loss", "probe")}
     preds, info = train_and_predict(spec, cfg, train, val, {"test": test}, seed, intervention["loss"], params,
                                     save_dir=_save_dir(train_section, outputs))
     write_parquet(preds["test"], outputs["test"])
