@@ -1,4 +1,4 @@
-"""Activation extraction throughput on CPU: length-sorted batches vs one example at a time.
+"""Activation extraction throughput (CPU or GPU): length-sorted batches vs one example at a time.
 
     python benchmarks/activation_throughput.py resources/models/all-mpnet-base-v2 \
         --texts resources/data/imdb.parquet --n 512
@@ -14,6 +14,7 @@ import platform
 import shlex
 import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import numpy as np
@@ -68,11 +69,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", help="hidden_states indices (default: the middle layer)")
     parser.add_argument("--pooling", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/activation_throughput.md")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", default="benchmarks/results/activation_throughput.md",
+                        help="markdown file the report is appended to")
     args = parser.parse_args()
 
     texts, source = load_texts(args.texts, args.n, args.seed)
-    backbone = FrozenBackbone.load(args.model, args.layers, args.pooling, device="cpu")
+    backbone = FrozenBackbone.load(args.model, args.layers, args.pooling, device=args.device)
     n_tokens = sum(len(t) for t in tokenize(backbone.tokenizer, texts, args.max_length))
     # Untimed warm-up: the first forward passes pay for lazy initialisation and memory allocation.
     backbone.extract(texts[: args.batch_size], args.max_length, args.batch_size)
@@ -86,7 +89,8 @@ def main() -> None:
     table = "\n".join(
         f"| {mode} | {bs} | {t:.2f} | {len(texts) / t:.1f} | {n_tokens / t:.0f} |" for mode, bs, t in rows
     )
-    report = f"""# Activation extraction throughput (CPU)
+    where = torch.cuda.get_device_name() if backbone.device.type == "cuda" else "CPU"
+    report = f"""# Activation extraction throughput ({where})
 
 - command: `python {shlex.join(sys.argv)}`
 - date: {datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -102,7 +106,8 @@ layers kept {backbone.layers}, pooling {backbone.pooling}
 
 Speed-up from batching: {t_single / t_batched:.2f}x. Largest difference between the two modes' features: {max_diff:.2e}.
 """
-    write_text(report, args.out)
+    previous = Path(args.out).read_text() + "\n" if Path(args.out).exists() else ""
+    write_text(previous + report, args.out)
     print(report)
 
 
