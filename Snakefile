@@ -22,4 +22,5 @@ rule all:
     default_target: True
     input:
         "results/summary.csv",
+        "results/aggregate.csv",
         expand("results/plots/w2s_results.{ext}", ext=["png", "pdf"]),

@@ -129,6 +129,14 @@ def test_end_to_end_tiny_config(tmp_path):
     # The pretrained strong model beats a random tiny weak model on a balanced task.
     assert (summary["ceiling_acc"] > summary["weak_acc"]).all()
 
+    agg = pd.read_csv(tmp_path / "results" / "aggregate.csv")
+    assert sorted(agg["intervention"]) == ["knn_filter", "xent"] and (agg["n_seeds"] == 2).all()
+    for m in ("student_acc", "ceiling_auroc"):
+        assert ((agg[f"{m}_lo"] <= agg[m]) & (agg[m] <= agg[f"{m}_hi"])).all()
+    xent_rows = summary[summary["intervention"] == "xent"]
+    assert agg.loc[agg["intervention"] == "xent", "student_acc"].item() == pytest.approx(xent_rows["student_acc"].mean())
+    assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == 2
+
     results = tmp_path / "results" / "sms_spam"
     for seed in (0, 1):
         for intervention in ("xent", "knn_filter"):

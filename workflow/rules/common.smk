@@ -106,3 +106,17 @@ def probe_report_input(wildcards):
     if wildcards.intervention not in PROBE_INTERVENTIONS:
         return {}
     return {"probe_report": "results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json".format(**wildcards)}
+
+
+def cell_prediction_files():
+    """For every cell and seed: its keys and the test predictions its statistics are computed from."""
+    return [
+        dict(
+            c,
+            test_path="results/{task}/seed{seed}/splits/test.parquet".format(**c),
+            weak_path="results/{task}/seed{seed}/weak/{weak}/test.parquet".format(**c),
+            ceiling_path="results/{task}/seed{seed}/ceiling/{strong}/test.parquet".format(**c),
+            student_path="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet".format(**c),
+        )
+        for c in cells()
+    ]

@@ -34,3 +34,22 @@ rule summary:
         "logs/summary.log",
     script:
         "../scripts/summarize.py"
+
+
+rule aggregate:
+    """Means over seeds with bootstrap intervals (over seeds and test examples) per cell, and the median
+    PGR of each intervention across tasks."""
+    input:
+        [c[f"{who}_path"] for c in cell_prediction_files() for who in ("test", "weak", "ceiling", "student")],
+    output:
+        cells=report("results/aggregate.csv", caption="../report/aggregate.rst", category="Results"),
+        median="results/median_pgr.csv",
+    params:
+        cells=cell_prediction_files(),
+        metric=config["headline_metric"],
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/aggregate.log",
+    script:
+        "../scripts/aggregate.py"

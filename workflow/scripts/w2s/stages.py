@@ -11,12 +11,13 @@ from typing import Mapping
 import pandas as pd
 
 from w2s.activations import extract_activations, load_activations, save_activations
-from w2s.atomic import write_json, write_parquet
+from w2s.atomic import write_json, write_parquet, write_text
 from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from
 from w2s.metrics import cell_metrics
 from w2s.modeling import ModelSpec
 from w2s.probe_labels import probe_label_tables, probe_report
 from w2s.splits import SPLIT_NAMES, make_splits
+from w2s.statistics import KEYS, aggregate, median_pgr
 from w2s.tasks import load_task
 
 PathLike = str | Path
@@ -123,3 +124,17 @@ def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: Pa
     if probe_report is not None:
         record["probe"] = json.loads(Path(probe_report).read_text())
     write_json(record, out)
+
+
+def aggregate_stage(cells: list[dict], outputs: Mapping[str, PathLike], metric: str) -> None:
+    """Seed means with bootstrap intervals per cell, and median PGR per intervention across tasks."""
+    rows = []
+    for cell in cells:
+        test = pd.read_parquet(cell["test_path"])
+        preds = {who: pd.read_parquet(cell[f"{who}_path"]).set_index("id").loc[test["id"], "soft_pred"].to_numpy()
+                 for who in ("weak", "ceiling", "student")}
+        rows.append({**{k: cell[k] for k in KEYS}, "seed": cell["seed"], "labels": test["label"].to_numpy(),
+                     **{f"p_{who}": p for who, p in preds.items()}})
+    agg = aggregate(pd.DataFrame(rows))
+    write_text(agg.to_csv(index=False), outputs["cells"])
+    write_text(median_pgr(agg, metric).to_csv(index=False), outputs["median"])

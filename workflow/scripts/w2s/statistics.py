@@ -1,0 +1,100 @@
+"""Seed-level aggregation of test metrics with two-level bootstrap intervals, and the median PGR over tasks."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from w2s.metrics import accuracy, auroc, pgr
+
+KEYS = ["task", "weak", "strong", "intervention"]
+WHO = ("weak", "ceiling", "student")
+METRICS = {"acc": accuracy, "auroc": auroc}
+
+_pgr = np.vectorize(pgr, otypes=[float])
+
+
+def _auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """AUROC of each row of (labels, p) at once, via the Mann-Whitney rank sum with average ranks for
+    ties, which equals roc_auc_score; one sklearn call per draw would dominate the runtime."""
+    n_pos = labels.sum(axis=1)
+    n_neg = labels.shape[1] - n_pos
+    ranks = rankdata(p, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = ((ranks * labels).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    # A draw holding one class has no AUROC, as in w2s.metrics.auroc.
+    return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
+
+
+def _interval(reps: np.ndarray, level: float) -> tuple[float, float]:
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(reps, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _group_rng(seed: int, key: tuple) -> np.random.Generator:
+    # Keyed on the group itself (crc32, not hash(), which is salted per process) so one group's
+    # interval does not change when other groups are added to or removed from the table.
+    return np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
+
+
+def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, level: float) -> dict:
+    labels = [np.asarray(y).astype(int) for y in rows["labels"]]
+    preds = {who: [np.asarray(p, dtype=float) for p in rows[f"p_{who}"]] for who in WHO}
+    for i, y in enumerate(labels):
+        if any(preds[who][i].shape != y.shape or y.ndim != 1 for who in WHO):
+            raise ValueError(f"seed {rows['seed'].iloc[i]}: labels and predictions are not aligned 1-d arrays")
+    k = len(labels)
+
+    out: dict[str, float] = {"n_seeds": k}
+    means = {(who, m): float(np.mean([f(y, p) for y, p in zip(labels, preds[who])]))
+             for who in WHO for m, f in METRICS.items()}
+
+    # reps[(who, m)][b, i]: metric on the i-th seed drawn in replicate b, on its own example resample.
+    seed_draw = rng.integers(0, k, size=(n_boot, k))
+    reps = {key: np.empty((n_boot, k)) for key in means}
+    for s, y in enumerate(labels):
+        at = seed_draw == s
+        idx = rng.integers(0, len(y), size=(int(at.sum()), len(y)))
+        ys = y[idx]
+        # The same idx for all three models, so their differences (and hence PGR) are paired.
+        for who in WHO:
+            ps = preds[who][s][idx]
+            reps[(who, "acc")][at] = ((ps > 0.5) == (ys == 1)).mean(axis=1)
+            reps[(who, "auroc")][at] = _auroc_rows(ys, ps)
+    rep_means = {key: r.mean(axis=1) for key, r in reps.items()}
+
+    for who in WHO:
+        for m in METRICS:
+            out[f"{who}_{m}"] = means[(who, m)]
+            out[f"{who}_{m}_lo"], out[f"{who}_{m}_hi"] = _interval(rep_means[(who, m)], level)
+    for m in METRICS:
+        # PGR of the means, not the mean of per-seed PGRs: a seed with a tiny gap would otherwise dominate.
+        out[f"pgr_{m}"] = pgr(means[("student", m)], means[("weak", m)], means[("ceiling", m)])
+        boot = _pgr(rep_means[("student", m)], rep_means[("weak", m)], rep_means[("ceiling", m)])
+        out[f"pgr_{m}_lo"], out[f"pgr_{m}_hi"] = _interval(boot, level)
+    return out
+
+
+def aggregate(cells: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """One row per KEYS group: seed-mean metrics of weak, ceiling and student, PGR of those means, and
+    percentile intervals from a bootstrap over seeds and, within each drawn seed, over test examples."""
+    rows = []
+    for key, group in cells.sort_values(KEYS + ["seed"]).groupby(KEYS, sort=True):
+        stats = _aggregate_group(group, _group_rng(seed, key), n_boot, level)
+        rows.append({**dict(zip(KEYS, key)), **stats})
+    return pd.DataFrame(rows)
+
+
+def median_pgr(agg: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """Median over tasks of pgr_{metric} per (weak, strong, intervention). Tasks with NaN PGR (no gap to
+    recover) are left out, and n_tasks counts only the tasks the median was taken over."""
+    col = f"pgr_{metric}"
+    keys = ["weak", "strong", "intervention"]
+    # count and median both skip NaN, so a group whose tasks all lack a gap stays, with n_tasks 0.
+    out = agg.groupby(keys, sort=True)[col].agg(n_tasks="count", median="median").reset_index()
+    return out.rename(columns={"median": f"median_{col}"})[keys + ["n_tasks", f"median_{col}"]]
