@@ -17,7 +17,7 @@ def table(texts, labels, prefix):
 
 def toy(n_rep=8):
     texts = (POS + NEG) * n_rep
-    labels = [1.0] * len(POS) * 1 + [0.0] * len(NEG)
+    labels = [1.0] * len(POS) + [0.0] * len(NEG)
     return table(texts, labels * n_rep, "t")
 
 

@@ -63,6 +63,21 @@ def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim
 
 
 @torch.inference_mode()
+def predict_token_ids(
+    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str
+) -> np.ndarray:
+    """p(class 1) for every tokenized example, in input order."""
+    model.eval()
+    out = np.empty(len(ids), dtype=np.float64)
+    batches = sorted_batches([len(t) for t in ids], batch_size)
+    for idx, batch in tqdm(iterate(ids, batches, pad_id), total=len(batches), desc=desc, leave=False):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            logits = model(**batch)
+        out[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+    return out
+
+
 def predict_proba(
     model: Classifier,
     tokenizer: PreTrainedTokenizerBase,
@@ -73,23 +88,14 @@ def predict_proba(
     desc: str = "predict",
 ) -> np.ndarray:
     """p(class 1) for every text, in input order."""
-    model.eval()
     ids = tokenize(tokenizer, texts, max_length)
-    out = np.empty(len(ids), dtype=np.float64)
-    batches = sorted_batches([len(t) for t in ids], batch_size)
-    for idx, batch in tqdm(iterate(ids, batches, tokenizer.pad_token_id), total=len(batches), desc=desc, leave=False):
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            logits = model(**batch)
-        out[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
-    return out
+    return predict_token_ids(model, ids, tokenizer.pad_token_id, batch_size, accelerator, desc)
 
 
-def _evaluate(model, tokenizer, val: pd.DataFrame, cfg: TrainConfig, accelerator) -> dict[str, float]:
-    p = predict_proba(model, tokenizer, val["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, "val")
-    target = val["soft_label"].to_numpy(dtype=np.float64)
-    eps = 1e-7
-    pc = np.clip(p, eps, 1 - eps)
+def _evaluate(model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, cfg: TrainConfig,
+              accelerator) -> dict[str, float]:
+    p = predict_token_ids(model, val_ids, pad_id, cfg.eval_batch_size, accelerator, "val")
+    pc = np.clip(p, 1e-7, 1 - 1e-7)
     loss = float(-(target * np.log(pc) + (1 - target) * np.log(1 - pc)).mean())
     acc = float(((p > 0.5) == (target > 0.5)).mean())
     return {"val_loss": loss, "val_acc": acc}
@@ -115,6 +121,10 @@ def train_classifier(
     ids = tokenize(tokenizer, train["text"].tolist(), cfg.max_length)
     lengths = [len(t) for t in ids]
     labels = torch.tensor(train["soft_label"].to_numpy(dtype=np.float32))
+    # Validation texts are tokenized once per job, not at every evaluation.
+    if val is not None:
+        val_ids = tokenize(tokenizer, val["text"].tolist(), cfg.max_length)
+        val_target = val["soft_label"].to_numpy(dtype=np.float64)
 
     micro_per_epoch = math.ceil(len(ids) / cfg.micro_batch_size)
     if cfg.max_steps is not None:
@@ -155,7 +165,8 @@ def train_classifier(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if val is not None and (step % eval_every == 0 or step == total_steps):
-            metrics = {"step": step, "train_loss": float(loss.item()), **_evaluate(model, tokenizer, val, cfg, accelerator)}
+            scores = _evaluate(model, val_ids, val_target, tokenizer.pad_token_id, cfg, accelerator)
+            metrics = {"step": step, "train_loss": float(loss.item()), **scores}
             history.append(metrics)
             log.info("step %d/%d %s", step, total_steps, metrics)
             key = (metrics["val_acc"], -metrics["val_loss"])
