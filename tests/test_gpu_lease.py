@@ -1,9 +1,15 @@
+import fcntl
+import importlib.util
+import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -265,3 +271,255 @@ def test_cli_command_itself_holds_the_lease(locks):
     )
     assert out.stdout.split() == ["held", "5"]
     assert "leased GPU(s) 5" in out.stderr
+
+
+def lease_records(caplog):
+    """(message, parsed record) of every lease record logged."""
+    messages = [r.getMessage() for r in caplog.records]
+    return [(m, record) for m in messages if (record := gpu_lease.parse_record(m)) is not None]
+
+
+def test_context_lease_logs_matching_acquire_and_release_records(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    fake_physical(monkeypatch, 3)
+    with lease_gpus(2, lock_dir=locks) as ids:
+        assert ids == ["0", "1"]
+    (acquire_msg, acquire), (release_msg, release) = lease_records(caplog)
+    assert acquire_msg.startswith("leased GPU(s) 0,1 ")
+    assert release_msg.startswith("released GPU(s) 0,1;")
+    for record in (acquire, release):
+        assert record["host"] == socket.gethostname()
+        assert record["pid"] == os.getpid()
+        assert record["slurm_job_id"] is None
+        assert record["devices"] == ["0", "1"]
+        assert record["uuids"] == ["GPU-fake-0", "GPU-fake-1"]
+        assert record["time"].tzinfo is not None
+    assert acquire["event"] == "acquire" and release["event"] == "release"
+    assert acquire["lease"] == release["lease"]
+    assert acquire["ends"] == "context-exit"
+    assert release["outcome"] == "ok"
+    assert acquire["time"] <= release["time"]
+    # Sub-second precision: the serialised time carries microseconds.
+    assert re.search(r'"time": "[0-9-]+T[0-9:]+\.\d{6}\+00:00"', acquire_msg)
+
+
+def test_each_lease_has_its_own_id(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    for _ in range(2):
+        with lease_gpus(1, lock_dir=locks):
+            pass
+    ids = [record["lease"] for _, record in lease_records(caplog)]
+    assert len(ids) == 4 and ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+
+
+def test_release_record_marks_a_failed_block(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-xyz")
+    with pytest.raises(RuntimeError):
+        with lease_gpus(1, lock_dir=locks):
+            raise RuntimeError("training failed")
+    (_, acquire), (_, release) = lease_records(caplog)
+    assert release["outcome"] == "error"
+    assert acquire["uuids"] == release["uuids"] == ["GPU-xyz"]
+
+
+def test_records_are_written_while_the_locks_are_held(monkeypatch, locks):
+    """The logged interval must lie inside the exclusive hold, or the logs could not prove exclusivity."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    seen = []
+
+    class ProbeLocks(logging.Handler):
+        def emit(self, record):
+            if gpu_lease.parse_record(record.getMessage()) is None:
+                return
+            for name in ("0.lock", "1.lock"):
+                fd = os.open(locks / name, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    seen.append("free")
+                except BlockingIOError:
+                    seen.append("held")
+                finally:
+                    os.close(fd)
+
+    handler = ProbeLocks()
+    logger = logging.getLogger("w2s.gpu_lease")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        with lease_gpus(2, lock_dir=locks):
+            pass
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["held"] * 4
+
+
+def test_slurm_job_id_is_recorded(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with lease_gpus(1, lock_dir=locks):
+        pass
+    assert [record["slurm_job_id"] for _, record in lease_records(caplog)] == ["4242", "4242"]
+
+
+def test_cli_records_the_exec_d_command_as_the_holder(locks):
+    env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "3"}
+    out = subprocess.run(
+        [sys.executable, "-m", "w2s.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c",
+         "import os; print(os.getpid())"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    records = [r for r in map(gpu_lease.parse_record, out.stderr.splitlines()) if r]
+    assert len(records) == 1
+    (record,) = records
+    assert record["event"] == "acquire" and record["ends"] == "process-exit"
+    # exec keeps the pid: the recorded pid is the process that held the GPU until it exited.
+    assert record["pid"] == int(out.stdout)
+    assert record["devices"] == ["3"]
+
+
+def test_parse_record_ignores_other_lines():
+    assert gpu_lease.parse_record("2026-01-01 INFO w2s.train: epoch 1 loss 0.3") is None
+    assert gpu_lease.parse_record("leased GPU(s) 0; lease record {not json") is None
+    assert gpu_lease.parse_record('x lease record {"event": "other", "time": "2026-01-01T00:00:00+00:00"}') is None
+
+
+# --- the proof script over lease records -------------------------------------------------------------------
+
+def load_proof():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_lease_proof.py"
+    spec = importlib.util.spec_from_file_location("gpu_lease_proof", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+proof = load_proof()
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def synthetic(name, start, end, uuids, host="node1"):
+    return proof.Lease(
+        rule="train", wildcards=name, lease=name, host=host, pid=1, slurm_job_id=None,
+        devices=tuple(str(i) for i in range(len(uuids))), uuids=tuple(uuids),
+        start=T0 + timedelta(seconds=start), end=T0 + timedelta(seconds=end), end_from_log_mtime=False,
+    )
+
+
+def conflict_names(leases):
+    return sorted((a.wildcards, b.wildcards, tuple(shared)) for a, b, shared in proof.conflicts(leases))
+
+
+def test_overlapping_jobs_on_different_gpus_do_not_conflict():
+    leases = [synthetic("a", 0, 10, ["GPU-1"]), synthetic("b", 2, 8, ["GPU-2"]),
+              synthetic("c", 5, 12, ["GPU-3", "GPU-4"])]
+    assert conflict_names(leases) == []
+
+
+def test_overlapping_jobs_sharing_a_gpu_conflict():
+    leases = [synthetic("a", 0, 10, ["GPU-1"]), synthetic("b", 9, 12, ["GPU-2", "GPU-1"])]
+    assert conflict_names(leases) == [("a", "b", ("GPU-1",))]
+
+
+def test_a_long_lease_is_checked_against_every_later_overlapping_one():
+    # b ends before c starts, but a still overlaps c: the scan must not stop at b.
+    leases = [synthetic("c", 6, 7, ["GPU-1"]), synthetic("a", 0, 10, ["GPU-1"]), synthetic("b", 1, 2, ["GPU-2"])]
+    assert conflict_names(leases) == [("a", "c", ("GPU-1",))]
+
+
+def test_handover_at_the_same_instant_is_not_an_overlap():
+    leases = [synthetic("a", 0, 5, ["GPU-1"]), synthetic("b", 5, 9, ["GPU-1"]), synthetic("c", 9.5, 11, ["GPU-1"])]
+    assert conflict_names(leases) == []
+
+
+def test_devices_without_uuid_are_told_apart_by_host():
+    leases = [synthetic("a", 0, 5, [None], host="n1"), synthetic("b", 1, 4, [None], host="n2"),
+              synthetic("c", 2, 3, [None], host="n1")]
+    assert conflict_names(leases) == [("a", "c", ("n1:0",))]
+
+
+def test_peak_concurrency_counts_jobs_and_gpus():
+    leases = [synthetic("a", 0, 4, ["GPU-1"]), synthetic("b", 1, 3, ["GPU-2"]),
+              synthetic("c", 3, 5, ["GPU-2", "GPU-3"])]
+    most_jobs, most_gpus = proof.peak_concurrency(leases)
+    assert (most_jobs.jobs, most_jobs.at) == (2, T0 + timedelta(seconds=1))
+    # b hands GPU-2 to c at t=3: counted once, so the peak is 3 GPUs (a's one and c's two), not 4.
+    assert (most_gpus.gpus, most_gpus.jobs, most_gpus.at) == (3, 2, T0 + timedelta(seconds=3))
+
+
+def write_log(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"2026-01-01 00:00:00,000 INFO w2s.gpu_lease: {line}\n" for line in lines))
+
+
+def record_line(event, lease, seconds, uuids, **extra):
+    record = {"event": event, "lease": lease, "host": "node1", "pid": 7, "slurm_job_id": None,
+              "devices": [str(i) for i in range(len(uuids))], "uuids": uuids,
+              "time": (T0 + timedelta(seconds=seconds)).isoformat(timespec="microseconds"), **extra}
+    return ("leased GPU(s) x; " if event == "acquire" else "released GPU(s) x; ") + gpu_lease.format_record(record)
+
+
+def test_proof_reads_rule_logs_and_flags_shared_gpus(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    write_log(logs / "train_weak" / "sms_spam" / "seed0" / "tiny.log",
+              ["loading model", record_line("acquire", "w", 0, ["GPU-1"], ends="context-exit"), "training",
+               record_line("release", "w", 4, ["GPU-1"], outcome="ok")])
+    write_log(logs / "train_ceiling" / "sms_spam" / "seed0" / "big.log",
+              [record_line("acquire", "c", 1, ["GPU-2", "GPU-3"], ends="context-exit"),
+               record_line("release", "c", 6, ["GPU-2", "GPU-3"], outcome="ok")])
+    write_log(logs / "summary.log", ["no GPU here"])
+    leases = proof.read_leases(logs)
+    assert [(l.rule, l.wildcards, l.uuids, l.end_from_log_mtime) for l in leases] == [
+        ("train_weak", "sms_spam/seed0/tiny", ("GPU-1",), False),
+        ("train_ceiling", "sms_spam/seed0/big", ("GPU-2", "GPU-3"), False),
+    ]
+    assert proof.main([str(logs)]) == 0
+    assert "most GPUs held at once: 3" in capsys.readouterr().out
+
+    write_log(logs / "train_student" / "sms_spam" / "seed0" / "tiny" / "big" / "xent.log",
+              [record_line("acquire", "s", 5, ["GPU-3"], ends="context-exit"),
+               record_line("release", "s", 8, ["GPU-3"], outcome="ok")])
+    assert proof.main([str(logs)]) == 1
+    clash = "train_ceiling sms_spam/seed0/big and train_student sms_spam/seed0/tiny/big/xent: GPU-3"
+    assert clash in capsys.readouterr().out
+
+
+def test_proof_ends_an_unreleased_lease_at_its_log_mtime(tmp_path):
+    logs = tmp_path / "logs"
+    log = logs / "accelerate_job" / "x.log"
+    write_log(log, [record_line("acquire", "a", 0, ["GPU-1"], ends="process-exit"), "done"])
+    finished = T0 + timedelta(seconds=30)
+    os.utime(log, (finished.timestamp(), finished.timestamp()))
+    (lease,) = proof.read_leases(logs)
+    assert lease.end_from_log_mtime and lease.end == finished
+
+
+def test_proof_reads_the_records_lease_gpus_writes(monkeypatch, locks, tmp_path):
+    logs = tmp_path / "logs"
+    log = logs / "train_weak" / "t" / "seed1" / "w.log"
+    log.parent.mkdir(parents=True)
+    handler = logging.FileHandler(log)
+    logger = logging.getLogger("w2s.gpu_lease")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    fake_physical(monkeypatch, 2)
+    try:
+        with lease_gpus(1, lock_dir=locks):
+            pass
+        with lease_gpus(2, lock_dir=locks):
+            pass
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    first, second = proof.read_leases(logs)
+    assert (first.rule, first.wildcards, first.uuids) == ("train_weak", "t/seed1/w", ("GPU-fake-0",))
+    assert second.uuids == ("GPU-fake-0", "GPU-fake-1")
+    assert first.end <= second.start and not proof.conflicts([first, second])
+
+
+def test_proof_without_records_fails(tmp_path):
+    write_log(tmp_path / "logs" / "splits" / "a.log", ["nothing leased"])
+    assert proof.main([str(tmp_path / "logs")]) == 2

@@ -7,11 +7,20 @@ a job that dies, even by SIGKILL, frees its GPUs with no cleanup step and no sta
 
 In a Python rule script:      with lease_gpus(snakemake.resources.gpu): train(...)
 In a shell rule:              python -m w2s.gpu_lease {resources.gpu} -- accelerate launch ...
+
+Every lease is logged as an auditable record, so that a run's logs prove which physical GPU each job held
+and when: the acquisition line ("leased GPU(s) ...") and, when a `lease_gpus` block exits, a release line
+each end in `lease record {JSON}` (see `format_record` and `parse_record`). The acquisition record is
+written after the locks are taken and the release record before they are dropped, so the interval between
+them lies inside the time the job held its devices exclusively. The command-line form execs its command,
+which then holds the lease until it exits; nothing is left to write a release line, so its acquisition
+record says `"ends": "process-exit"` and readers take the end of the job's log as the end.
 """
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import logging
 import os
 import re
@@ -21,13 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
 _ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+RECORD_MARKER = "lease record "
 
 
 def physical_gpus() -> list[tuple[str, str]]:
@@ -147,8 +159,13 @@ def _acquire(n: int, candidates: list[str], directory: Path, timeout_s: float, p
         time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 
 
-def _lease_fds(n: int, lock_dir: str | os.PathLike | None, timeout_s: float, poll_s: float) -> dict[str, int]:
-    """Lock n devices and point CUDA_VISIBLE_DEVICES at them; returns device id -> locked descriptor."""
+def _lease_fds(
+    n: int, lock_dir: str | os.PathLike | None, timeout_s: float, poll_s: float, ends: str,
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Lock n devices and point CUDA_VISIBLE_DEVICES at them.
+
+    Returns device id -> locked descriptor, and the lease's identity for its release record.
+    """
     candidates, source = _candidates()
     if n > len(candidates):
         raise ValueError(
@@ -164,15 +181,58 @@ def _lease_fds(n: int, lock_dir: str | os.PathLike | None, timeout_s: float, pol
             # The ids are nvidia-smi indices (PCI bus order); CUDA's default order may differ.
             os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         uuids = leased_gpu_uuids(fds)
+        identity = _lease_identity(list(fds), uuids)
+        # Other tools grep rule logs for the "leased GPU(s)" prefix: keep it first.
         log.info(
-            "leased GPU(s) %s (lock dir %s)%s", ",".join(fds), directory,
+            "leased GPU(s) %s (lock dir %s)%s; %s", ",".join(fds), directory,
             "; UUIDs " + ", ".join(f"{d}={u}" for d, u in uuids.items()) if uuids else "",
+            format_record({"event": "acquire", **identity, "time": _now(), "ends": ends}),
         )
     except BaseException:
         for fd in fds.values():
             os.close(fd)
         raise
-    return fds
+    return fds, identity
+
+
+def _now() -> str:
+    # UTC with microseconds: records from different hosts and time zones must order correctly.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _lease_identity(devices: list[str], uuids: dict[str, str]) -> dict[str, Any]:
+    return {
+        # Pairs an acquisition with its release when one log holds several leases (reruns append).
+        "lease": uuid.uuid4().hex,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "devices": devices,
+        "uuids": [uuids.get(d) for d in devices],
+    }
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """The machine-readable tail of a lease log line; `parse_record` reads it back."""
+    return RECORD_MARKER + json.dumps(record, sort_keys=True)
+
+
+def parse_record(line: str) -> dict[str, Any] | None:
+    """The lease record in one log line (whatever the logging prefix), or None if it holds none.
+
+    Its "time" is parsed to an aware datetime.
+    """
+    start = line.find(RECORD_MARKER)
+    if start < 0:
+        return None
+    try:
+        record = json.loads(line[start + len(RECORD_MARKER):])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or record.get("event") not in ("acquire", "release"):
+        return None
+    record["time"] = datetime.fromisoformat(record["time"])
+    return record
 
 
 def leased_gpu_uuids(ids: Iterable[str]) -> dict[str, str]:
@@ -212,13 +272,23 @@ def lease_gpus(
         raise ValueError(f"cannot lease a negative number of GPUs ({n})")
     previous = {key: os.environ.get(key) for key in _ENV_KEYS}
     fds: dict[str, int] = {}
+    identity: dict[str, Any] = {}
+    outcome = "error"
     try:
         if n == 0:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         else:
-            fds = _lease_fds(n, lock_dir, timeout_s, poll_s)
+            fds, identity = _lease_fds(n, lock_dir, timeout_s, poll_s, ends="context-exit")
         yield list(fds)
+        outcome = "ok"
     finally:
+        if fds:
+            # Written before the locks drop, so no other job can hold these devices at a logged time
+            # inside this lease's interval.
+            log.info(
+                "released GPU(s) %s; %s", ",".join(fds),
+                format_record({"event": "release", **identity, "time": _now(), "outcome": outcome}),
+            )
         for fd in fds.values():
             os.close(fd)
         for key, value in previous.items():
@@ -251,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         # exec keeps inheritable descriptors and their flocks, so the command itself holds the lease and
         # frees it when it dies; there is no wrapper process left whose death could free it too early.
-        for fd in _lease_fds(args.n, args.lock_dir, args.timeout_s, poll_s=2.0).values():
+        fds, _ = _lease_fds(args.n, args.lock_dir, args.timeout_s, poll_s=2.0, ends="process-exit")
+        for fd in fds.values():
             os.set_inheritable(fd, True)
     os.execvp(command[0], command)
 

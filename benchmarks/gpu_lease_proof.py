@@ -1,0 +1,191 @@
+"""Check from a run's logs that no two jobs held the same physical GPU at the same time.
+
+    python benchmarks/gpu_lease_proof.py logs/ [--out report.md]
+
+Reads the lease records that `w2s.gpu_lease` writes into every GPU job's rule log (an acquisition line and,
+for `lease_gpus` blocks, a release line), takes each lease's interval [acquired, released], and reports:
+per job the rule and wildcards (from the log's path, logs/<rule>/<wildcards>.log), the devices and their
+physical UUIDs, start and end; the most jobs and GPUs held at once; and every pair of jobs whose intervals
+overlap while sharing a UUID. Exits 1 if there is such a pair, 2 if the logs hold no lease at all (an empty
+proof proves nothing).
+
+A lease without a release record (the command-line wrapper, which execs its command, or a job that was
+killed) is taken to end when its log was last written; the table marks those ends.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+
+from w2s.gpu_lease import parse_record  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Lease:
+    rule: str
+    wildcards: str
+    lease: str
+    host: str
+    pid: int
+    slurm_job_id: str | None
+    devices: tuple[str, ...]
+    uuids: tuple[str | None, ...]
+    start: datetime
+    end: datetime
+    end_from_log_mtime: bool
+
+    @property
+    def gpus(self) -> frozenset[str]:
+        """Physical identities: the UUID, or host and device id where nvidia-smi gave none."""
+        return frozenset(u or f"{self.host}:{d}" for d, u in zip(self.devices, self.uuids))
+
+
+def _rule_and_wildcards(log: Path, logs_dir: Path) -> tuple[str, str]:
+    parts = log.relative_to(logs_dir).with_suffix("").parts
+    if len(parts) == 1:
+        return parts[0], ""
+    return parts[0], "/".join(parts[1:])
+
+
+def leases_in_log(log: Path, logs_dir: Path) -> list[Lease]:
+    acquired: dict[str, dict] = {}
+    released: dict[str, dict] = {}
+    with open(log, errors="replace") as lines:
+        for line in lines:
+            record = parse_record(line)
+            if record is not None:
+                (acquired if record["event"] == "acquire" else released)[record["lease"]] = record
+    mtime = datetime.fromtimestamp(os.stat(log).st_mtime, tz=timezone.utc)
+    rule, wildcards = _rule_and_wildcards(log, logs_dir)
+    leases = []
+    for lease_id, record in acquired.items():
+        end = released.get(lease_id)
+        leases.append(Lease(
+            rule=rule, wildcards=wildcards, lease=lease_id, host=record["host"], pid=record["pid"],
+            slurm_job_id=record.get("slurm_job_id"), devices=tuple(record["devices"]),
+            uuids=tuple(record["uuids"]), start=record["time"],
+            end=end["time"] if end else max(mtime, record["time"]), end_from_log_mtime=end is None,
+        ))
+    return leases
+
+
+def read_leases(logs_dir: Path) -> list[Lease]:
+    leases = [lease for log in sorted(logs_dir.rglob("*.log")) for lease in leases_in_log(log, logs_dir)]
+    return sorted(leases, key=lambda lease: lease.start)
+
+
+def overlaps(a: Lease, b: Lease) -> bool:
+    # Half-open: a lease that starts exactly when another ends took the lock after it was dropped.
+    return a.start < b.end and b.start < a.end
+
+
+def conflicts(leases: list[Lease]) -> list[tuple[Lease, Lease, list[str]]]:
+    """Every pair of leases whose intervals overlap and that share a physical GPU."""
+    ordered = sorted(leases, key=lambda lease: lease.start)
+    found = []
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            if b.start >= a.end:
+                # Sorted by start: no later lease can overlap a either.
+                break
+            shared = sorted(a.gpus & b.gpus)
+            if shared:
+                found.append((a, b, shared))
+    return found
+
+
+@dataclass(frozen=True)
+class Peak:
+    jobs: int
+    gpus: int
+    at: datetime | None
+
+
+def peak_concurrency(leases: list[Lease]) -> tuple[Peak, Peak]:
+    """The most leases held at once, and the most GPUs held at once (each with when it was first reached)."""
+    events = [(lease.start, 1, len(lease.gpus)) for lease in leases]
+    events += [(lease.end, -1, -len(lease.gpus)) for lease in leases]
+    # At equal times releases go first: a device handed over at one instant is not held twice.
+    events.sort(key=lambda event: (event[0], event[1]))
+    jobs = gpus = 0
+    most_jobs, most_gpus = Peak(0, 0, None), Peak(0, 0, None)
+    for time, job_delta, gpu_delta in events:
+        jobs += job_delta
+        gpus += gpu_delta
+        if jobs > most_jobs.jobs:
+            most_jobs = Peak(jobs, gpus, time)
+        if gpus > most_gpus.gpus:
+            most_gpus = Peak(jobs, gpus, time)
+    return most_jobs, most_gpus
+
+
+def _clock(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def report(leases: list[Lease], logs_dir: Path) -> str:
+    origin = leases[0].start
+    lines = [
+        f"Lease records under `{logs_dir}`: {len(leases)} lease(s); times UTC on "
+        f"{origin.astimezone(timezone.utc).date().isoformat()}, offsets from the first acquisition.",
+        "",
+        "| rule | wildcards | devices | UUID(s) | start | end | start s | end s | held s |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for lease in leases:
+        uuids = ", ".join(u or "?" for u in lease.uuids)
+        end_mark = " (log mtime)" if lease.end_from_log_mtime else ""
+        lines.append(
+            f"| {lease.rule} | {lease.wildcards} | {','.join(lease.devices)} | {uuids} | {_clock(lease.start)} | "
+            f"{_clock(lease.end)}{end_mark} | {(lease.start - origin).total_seconds():.3f} | "
+            f"{(lease.end - origin).total_seconds():.3f} | {(lease.end - lease.start).total_seconds():.3f} |"
+        )
+    most_jobs, most_gpus = peak_concurrency(leases)
+    span = max(lease.end for lease in leases) - origin
+    hosts = sorted({lease.host for lease in leases})
+    distinct = sorted({g for lease in leases for g in lease.gpus})
+    lines += [
+        "",
+        f"- hosts: {', '.join(hosts)}; distinct physical GPUs leased: {len(distinct)} ({', '.join(distinct)})",
+        f"- most jobs holding GPUs at once: {most_jobs.jobs} (holding {most_jobs.gpus} GPU(s), first at "
+        f"+{(most_jobs.at - origin).total_seconds():.3f} s)",
+        f"- most GPUs held at once: {most_gpus.gpus} (by {most_gpus.jobs} job(s), first at "
+        f"+{(most_gpus.at - origin).total_seconds():.3f} s)",
+        f"- first acquisition to last release: {span.total_seconds():.3f} s",
+    ]
+    clashes = conflicts(leases)
+    if clashes:
+        lines.append(f"- CONFLICTS: {len(clashes)} pair(s) of overlapping jobs shared a GPU:")
+        lines += [
+            f"  - {a.rule} {a.wildcards} and {b.rule} {b.wildcards}: {', '.join(shared)}"
+            for a, b, shared in clashes
+        ]
+    else:
+        lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logs", type=Path, help="a workflow's logs/ directory")
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    leases = read_leases(args.logs)
+    if not leases:
+        print(f"no lease records under {args.logs}", file=sys.stderr)
+        return 2
+    text = report(leases, args.logs)
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+    return 1 if conflicts(leases) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
