@@ -1,20 +1,32 @@
 """The training loop: AdamW, warmup + cosine, gradient accumulation, length-grouped dynamic batches,
-model selection on a validation split, batched inference. Readable in one sitting on purpose."""
+model selection on a validation split, batched inference, checkpoints to resume from, and data parallelism
+over the processes of `accelerate launch`. Readable in one sitting on purpose.
+
+An optimizer step always sees one effective batch of `batch_size` examples drawn by the same seeded
+stream, whatever the micro-batch size or the number of processes: these only decide how the batch is cut
+up (micro-batches in turn, each shared out across processes), so they change the result by float error only.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from w2s.batching import iterate, length_grouped_batches, sorted_batches, tokenize
+from w2s.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
+from w2s.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.losses import Loss
 from w2s.modeling import Classifier
 
@@ -37,14 +49,26 @@ class TrainConfig:
     max_length: int = 256
     compile: bool = False
 
-    @property
-    def accumulation(self) -> int:
-        return self.batch_size // self.micro_batch_size
+    def for_attempt(self, attempt: int) -> TrainConfig:
+        """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch and the
+        inference batch, as after a CUDA out-of-memory error. The effective batch stays, so a retry trains
+        the same model up to float error; the micro-batch stays a divisor of it."""
+        if attempt < 1:
+            raise ValueError(f"attempt counts from 1, got {attempt}")
+        if attempt == 1:
+            return self
+        target = min(self.batch_size, max(1, self.micro_batch_size >> (attempt - 1)))
+        micro = max(d for d in range(1, target + 1) if self.batch_size % d == 0)
+        return dataclasses.replace(self, micro_batch_size=micro,
+                                   eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1)))
 
 
 def make_accelerator() -> Accelerator:
     on_gpu = torch.cuda.is_available()
-    return Accelerator(mixed_precision="bf16" if on_gpu else "no", cpu=not on_gpu)
+    # A backbone may hold parameters that the classifier never uses (BERT's pooler); DDP raises at the second
+    # step unless it is told to look for them.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="bf16" if on_gpu else "no", cpu=not on_gpu, kwargs_handlers=[ddp])
 
 
 def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
@@ -66,15 +90,30 @@ def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim
 def predict_token_ids(
     model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str
 ) -> np.ndarray:
-    """p(class 1) for every tokenized example, in input order."""
-    model.eval()
-    out = np.empty(len(ids), dtype=np.float64)
-    batches = sorted_batches([len(t) for t in ids], batch_size)
-    for idx, batch in tqdm(iterate(ids, batches, pad_id), total=len(batches), desc=desc, leave=False):
+    """p(class 1) for every tokenized example, in input order.
+
+    Under several processes each predicts its share and every process returns all predictions, so that
+    model selection and outputs agree across processes.
+    """
+    # The bare module: a DDP wrapper would synchronise buffers at every forward, and processes holding
+    # shares of different sizes make different numbers of forwards.
+    module = accelerator.unwrap_model(model)
+    module.eval()
+    lengths = np.array([len(t) for t in ids], dtype=np.int64)
+    # Dealt out longest first, so that every process gets about the same number of tokens.
+    mine = np.argsort(-lengths, kind="stable")[accelerator.process_index::accelerator.num_processes]
+    p = np.empty(len(mine), dtype=np.float64)
+    batches = sorted_batches(lengths[mine], batch_size)
+    bar = tqdm(iterate([ids[i] for i in mine], batches, pad_id), total=len(batches), desc=desc, leave=False,
+               disable=not accelerator.is_main_process)
+    for pos, batch in bar:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            logits = model(**batch)
-        out[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+            logits = module(**batch)
+        p[pos] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+    out = np.empty(len(ids), dtype=np.float64)
+    for idx, values in gather_object([(mine, p)]):
+        out[idx] = values
     return out
 
 
@@ -101,6 +140,67 @@ def _evaluate(model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, 
     return {"val_loss": loss, "val_acc": acc}
 
 
+class BatchStream:
+    """Effective batches of example indices, epoch after epoch, each epoch length-grouped anew.
+
+    Its state (RNG, the current epoch's batches, the position in it) goes into checkpoints.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size = lengths, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.epoch: list[np.ndarray] = []
+        self.position = 0
+
+    def steps_per_epoch(self) -> int:
+        # The number of batches depends on the lengths' count alone, not on the draw.
+        return len(length_grouped_batches(self.lengths, self.batch_size, np.random.default_rng(0)))
+
+    def __next__(self) -> np.ndarray:
+        if self.position == len(self.epoch):
+            self.epoch, self.position = length_grouped_batches(self.lengths, self.batch_size, self.rng), 0
+        self.position += 1
+        return self.epoch[self.position - 1]
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "epoch": [b.tolist() for b in self.epoch],
+                "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch = [np.asarray(b, dtype=np.int64) for b in state["epoch"]]
+        self.position = state["position"]
+
+
+def _backward(model, forward, loss_fn: Loss, ids, labels: torch.Tensor, batch: np.ndarray, pad_id: int,
+              micro_batch_size: int, progress: float, accelerator: Accelerator) -> torch.Tensor:
+    """Accumulate the gradient of the mean loss over `batch`; return this process's part of that mean.
+
+    The batch is cut into micro-batches and each micro-batch is shared out across processes. A loss is a
+    mean over the examples it is given, so weighing it by (its examples / the batch's) gives every example
+    the weight 1/len(batch) wherever it lands; DDP averages gradients over processes, hence the factor of
+    the process count. Gradients are synchronised at the last micro-batch only.
+    """
+    rank, world = accelerator.process_index, accelerator.num_processes
+    micros = [batch[i:i + micro_batch_size] for i in range(0, len(batch), micro_batch_size)]
+    total = torch.zeros((), device=accelerator.device)
+    for i, micro in enumerate(micros):
+        shard = micro[rank::world]
+        with nullcontext() if i == len(micros) - 1 else accelerator.no_sync(model):
+            inputs = collate([ids[j] for j in (shard if len(shard) else micro[:1])], pad_id)
+            with accelerator.autocast():
+                logits = forward(**{k: v.to(accelerator.device) for k, v in inputs.items()})
+            if len(shard):
+                loss = loss_fn(logits, labels[shard].to(accelerator.device), progress) * (len(shard) / len(batch))
+                total += loss.detach()
+            else:
+                # A micro-batch smaller than the process count leaves this process without examples, but
+                # DDP needs a backward from every process: a zero through the model adds nothing.
+                loss = logits.sum() * 0.0
+            accelerator.backward(loss * world)
+    return total
+
+
 def train_classifier(
     model: Classifier,
     tokenizer: PreTrainedTokenizerBase,
@@ -110,79 +210,104 @@ def train_classifier(
     cfg: TrainConfig,
     seed: int,
     accelerator: Accelerator,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict:
     """Train in place on `train` (columns text, soft_label); select the best checkpoint on `val` (same columns).
 
-    Returns a history dict (per-evaluation metrics, throughput, chosen step).
+    With `checkpoint_dir`, the full training state is saved there every `checkpoint_every` optimizer steps
+    (default: at every evaluation) and at the end, and a run that finds a checkpoint of its own resumes from
+    it, finishing as an uninterrupted run would. Returns a history dict (per-evaluation metrics,
+    throughput, chosen step).
     """
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     on_gpu = accelerator.device.type == "cuda"
+    pad_id = tokenizer.pad_token_id
     ids = tokenize(tokenizer, train["text"].tolist(), cfg.max_length)
     lengths = [len(t) for t in ids]
     labels = torch.tensor(train["soft_label"].to_numpy(dtype=np.float32))
     # Validation texts are tokenized once per job, not at every evaluation.
-    if val is not None:
-        val_ids = tokenize(tokenizer, val["text"].tolist(), cfg.max_length)
-        val_target = val["soft_label"].to_numpy(dtype=np.float64)
+    val_ids = [] if val is None else tokenize(tokenizer, val["text"].tolist(), cfg.max_length)
+    val_target = np.empty(0) if val is None else val["soft_label"].to_numpy(dtype=np.float64)
 
-    micro_per_epoch = math.ceil(len(ids) / cfg.micro_batch_size)
-    if cfg.max_steps is not None:
-        total_micro = cfg.max_steps * cfg.accumulation
-    else:
-        total_micro = max(cfg.accumulation, math.ceil(cfg.epochs * micro_per_epoch))
-    total_steps = math.ceil(total_micro / cfg.accumulation)
-    eval_every = max(1, math.ceil(micro_per_epoch / cfg.accumulation / cfg.evals_per_epoch))
+    stream = BatchStream(lengths, cfg.batch_size, seed)
+    steps_per_epoch = stream.steps_per_epoch()
+    total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    eval_every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
+    checkpoint_every = checkpoint_every or eval_every
 
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = _optimizer(model, cfg, on_gpu)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_frac * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # What fixes the trajectory; the micro-batch may change between attempts (out-of-memory retries).
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("micro_batch_size", "eval_batch_size", "compile")}
+    settings.update(seed=seed, loss=type(loss_fn).__name__, params=[[n, list(p.shape)] for n, p in trainable.items()],
+                    loss_settings={k: v for k, v in vars(loss_fn).items() if isinstance(v, (int, float, str, type(None)))})
+    run_id = fingerprint(settings, np.fromiter(chain(lengths, *ids), dtype=np.int64), labels.numpy(),
+                         np.fromiter(chain(*val_ids), dtype=np.int64), val_target)
+
+    step, history, best, best_state, tokens, seconds_before = 0, [], None, None, 0, 0.0
+    resumed = load_checkpoint(checkpoint_dir, run_id) if checkpoint_dir is not None else None
+    if resumed is not None:
+        with torch.no_grad():
+            for name, value in resumed["params"].items():
+                trainable[name].copy_(value)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        stream.load_state_dict(resumed["stream"])
+        step, history, best, best_state = resumed["step"], resumed["history"], resumed["best"], resumed["best_state"]
+        tokens, seconds_before = resumed["tokens"], resumed["seconds"]
+        log.info("resuming from the checkpoint at step %d/%d in %s", step, total_steps, checkpoint_dir)
+    # The scheduler stays out of prepare(): accelerate would step it once per process at every step.
+    model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if cfg.compile else model
+    # Last, so that nothing set up above draws from the restored RNG streams. A process that did not exist
+    # when the checkpoint was written (more processes now) keeps its freshly seeded streams.
+    if resumed is not None and accelerator.process_index < len(resumed["processes"]):
+        restore_process_state(resumed["processes"][accelerator.process_index], loss_fn, accelerator.device)
 
-    def micro_batches():
-        while True:
-            yield from iterate(ids, length_grouped_batches(lengths, cfg.micro_batch_size, rng), tokenizer.pad_token_id)
-
-    history, best, best_state = [], None, None
-    tokens, t0, step = 0, time.perf_counter(), 0
-    stream = micro_batches()
-    bar = tqdm(total=total_steps, desc="train", leave=False)
+    t0 = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc="train", leave=False, disable=not accelerator.is_main_process)
     model.train()
-    for micro in range(total_micro):
-        idx, batch = next(stream)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            logits = forward(**batch)
-        loss = loss_fn(logits, labels[idx].to(accelerator.device), step / total_steps)
-        accelerator.backward(loss / cfg.accumulation)
-        tokens += int(batch["attention_mask"].sum())
-        if (micro + 1) % cfg.accumulation and micro + 1 != total_micro:
-            continue
+    while step < total_steps:
+        batch = next(stream)
+        loss = _backward(model, forward, loss_fn, ids, labels, batch, pad_id, cfg.micro_batch_size,
+                         step / total_steps, accelerator)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        tokens += int(sum(lengths[i] for i in batch))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
         if val is not None and (step % eval_every == 0 or step == total_steps):
-            scores = _evaluate(model, val_ids, val_target, tokenizer.pad_token_id, cfg, accelerator)
-            metrics = {"step": step, "train_loss": float(loss.item()), **scores}
+            scores = _evaluate(model, val_ids, val_target, pad_id, cfg, accelerator)
+            metrics = {"step": step, "train_loss": float(accelerator.reduce(loss, "sum")), **scores}
             history.append(metrics)
-            log.info("step %d/%d %s", step, total_steps, metrics)
+            if accelerator.is_main_process:
+                log.info("step %d/%d %s", step, total_steps, metrics)
             key = (metrics["val_acc"], -metrics["val_loss"])
             if cfg.select_best_on_val and (best is None or key > best[0]):
                 best = (key, step)
-                best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+                best_state = {n: p.detach().to("cpu", copy=True) for n, p in trainable.items()}
             model.train()
+        if checkpoint_dir is not None and (step % checkpoint_every == 0 or step == total_steps):
+            processes = gather_object([process_state(loss_fn, accelerator.device)])
+            if accelerator.is_main_process:
+                save_checkpoint({
+                    "fingerprint": run_id, "step": step, "history": history, "best": best, "best_state": best_state,
+                    "tokens": tokens, "seconds": seconds_before + time.perf_counter() - t0,
+                    "params": {n: p.detach().cpu() for n, p in trainable.items()},
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "stream": stream.state_dict(), "processes": processes,
+                }, checkpoint_dir)
     bar.close()
-    elapsed = time.perf_counter() - t0
+    elapsed = seconds_before + time.perf_counter() - t0
 
     chosen = total_steps
     if best_state is not None and best[1] != total_steps:
-        params = dict(model.named_parameters())
         with torch.no_grad():
             for name, value in best_state.items():
-                params[name].copy_(value.to(params[name].device))
+                trainable[name].copy_(value.to(trainable[name].device))
         chosen = best[1]
     return {
         "history": history,
@@ -191,4 +316,6 @@ def train_classifier(
         "train_seconds": elapsed,
         "train_tokens": tokens,
         "tokens_per_second": tokens / elapsed if elapsed > 0 else float("nan"),
+        "resumed_from_step": 0 if resumed is None else resumed["step"],
+        "num_processes": accelerator.num_processes,
     }
