@@ -1,16 +1,20 @@
 """Check from a run's logs that no two jobs held the same physical GPU at the same time.
 
-    python benchmarks/gpu_lease_proof.py logs/ [--out report.md]
+    python benchmarks/gpu_lease_proof.py logs/ [--gpu-samples samples.csv] [--out report.md]
 
 Reads the lease records that `w2s.gpu_lease` writes into every GPU job's rule log (an acquisition line and,
 for `lease_gpus` blocks, a release line), takes each lease's interval [acquired, released], and reports:
 per job the rule and wildcards (from the log's path, logs/<rule>/<wildcards>.log), the devices and their
 physical UUIDs, start and end; the most jobs and GPUs held at once; and every pair of jobs whose intervals
-overlap while sharing a UUID. Exits 1 if there is such a pair, 2 if the logs hold no lease at all (an empty
-proof proves nothing).
+overlap while sharing a UUID. Exits 1 if there is such a pair (or, with --gpu-samples, a process on a GPU
+it held no lease on), 2 if the logs hold no lease at all (an empty proof proves nothing).
 
 A lease without a release record (the command-line wrapper, which execs its command, or a job that was
 killed) is taken to end when its log was last written; the table marks those ends.
+
+The records say what each job held. What the jobs really ran on can be checked too: --gpu-samples reads
+lines `unix_time, pid, gpu_uuid` (nvidia-smi --query-compute-apps=pid,gpu_uuid sampled during the run,
+each line prefixed with the time) and flags every process seen on a GPU that no lease of that pid covers.
 """
 from __future__ import annotations
 
@@ -125,18 +129,52 @@ def peak_concurrency(leases: list[Lease]) -> tuple[Peak, Peak]:
     return most_jobs, most_gpus
 
 
+@dataclass(frozen=True)
+class GpuSample:
+    time: datetime
+    pid: int
+    uuid: str
+
+
+def read_gpu_samples(path: Path) -> list[GpuSample]:
+    samples = []
+    for line in path.read_text().splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 3 or not fields[1].isdigit():
+            # nvidia-smi prints a notice instead of rows when no process uses a GPU.
+            continue
+        when = datetime.fromtimestamp(float(fields[0]), tz=timezone.utc)
+        samples.append(GpuSample(when, int(fields[1]), fields[2]))
+    return samples
+
+
+def unleased_usage(leases: list[Lease], samples: list[GpuSample]) -> list[GpuSample]:
+    """Samples of a process on a GPU that none of that process's leases holds."""
+    held: dict[int, set[str]] = {}
+    for lease in leases:
+        held.setdefault(lease.pid, set()).update(u for u in lease.uuids if u)
+    return [s for s in samples if s.uuid not in held.get(s.pid, set())]
+
+
+def _seen_on(lease: Lease, samples: list[GpuSample]) -> str:
+    seen = sorted({s.uuid for s in samples if s.pid == lease.pid})
+    return ", ".join(seen) or "-"
+
+
 def _clock(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
-def report(leases: list[Lease], logs_dir: Path) -> str:
+def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None = None) -> str:
     origin = leases[0].start
+    sampled = samples is not None
     lines = [
         f"Lease records under `{logs_dir}`: {len(leases)} lease(s); times UTC on "
         f"{origin.astimezone(timezone.utc).date().isoformat()}, offsets from the first acquisition.",
         "",
-        "| rule | wildcards | devices | UUID(s) | start | end | start s | end s | held s |",
-        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |",
+        "| rule | wildcards | devices | UUID(s) | start | end | start s | end s | held s |"
+        + (" seen on (nvidia-smi) |" if sampled else ""),
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |" + (" --- |" if sampled else ""),
     ]
     for lease in leases:
         uuids = ", ".join(u or "?" for u in lease.uuids)
@@ -145,6 +183,7 @@ def report(leases: list[Lease], logs_dir: Path) -> str:
             f"| {lease.rule} | {lease.wildcards} | {','.join(lease.devices)} | {uuids} | {_clock(lease.start)} | "
             f"{_clock(lease.end)}{end_mark} | {(lease.start - origin).total_seconds():.3f} | "
             f"{(lease.end - origin).total_seconds():.3f} | {(lease.end - lease.start).total_seconds():.3f} |"
+            + (f" {_seen_on(lease, samples)} |" if sampled else "")
         )
     most_jobs, most_gpus = peak_concurrency(leases)
     span = max(lease.end for lease in leases) - origin
@@ -168,23 +207,32 @@ def report(leases: list[Lease], logs_dir: Path) -> str:
         ]
     else:
         lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
+    if sampled:
+        stray = unleased_usage(leases, samples)
+        lines.append(
+            f"- nvidia-smi samples: {len(samples)} (process, GPU) observations; "
+            + (f"UNLEASED USE: {len(stray)}, e.g. pid {stray[0].pid} on {stray[0].uuid}" if stray
+               else "every process seen on a GPU held a lease on that GPU")
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logs", type=Path, help="a workflow's logs/ directory")
+    parser.add_argument("--gpu-samples", type=Path, help="lines 'unix_time, pid, gpu_uuid' sampled in the run")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     leases = read_leases(args.logs)
     if not leases:
         print(f"no lease records under {args.logs}", file=sys.stderr)
         return 2
-    text = report(leases, args.logs)
+    samples = read_gpu_samples(args.gpu_samples) if args.gpu_samples else None
+    text = report(leases, args.logs, samples)
     print(text, end="")
     if args.out:
         args.out.write_text(text)
-    return 1 if conflicts(leases) else 0
+    return 1 if conflicts(leases) or (samples and unleased_usage(leases, samples)) else 0
 
 
 if __name__ == "__main__":

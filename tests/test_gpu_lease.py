@@ -523,3 +523,20 @@ def test_proof_reads_the_records_lease_gpus_writes(monkeypatch, locks, tmp_path)
 def test_proof_without_records_fails(tmp_path):
     write_log(tmp_path / "logs" / "splits" / "a.log", ["nothing leased"])
     assert proof.main([str(tmp_path / "logs")]) == 2
+
+
+def test_proof_flags_a_process_seen_on_a_gpu_it_did_not_lease(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    write_log(logs / "train_weak" / "t" / "seed0" / "w.log",
+              [record_line("acquire", "w", 0, ["GPU-1", "GPU-2"], ends="context-exit"),
+               record_line("release", "w", 4, ["GPU-1", "GPU-2"], outcome="ok")])
+    samples = tmp_path / "samples.csv"
+    t = (T0 + timedelta(seconds=2)).timestamp()
+    samples.write_text(f"{t}, No running processes found\n{t}, 7, GPU-2, 500 MiB\n")
+    assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 0
+    assert "| GPU-2 |" in capsys.readouterr().out
+    with samples.open("a") as out:
+        out.write(f"{t + 1}, 7, GPU-3, 500 MiB\n{t + 1}, 99, GPU-1, 10 MiB\n")
+    stray = proof.unleased_usage(proof.read_leases(logs), proof.read_gpu_samples(samples))
+    assert [(s.pid, s.uuid) for s in stray] == [(7, "GPU-3"), (99, "GPU-1")]
+    assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 1
