@@ -1,0 +1,61 @@
+"""Data-parallel training inside one job, on CPUs: two gloo processes started by the same launcher that a
+multi-GPU job uses train the same model as one process."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tiny_models import tiny_bert
+from w2s.distributed import is_main_process, main, run_distributed
+
+
+def test_main_process_is_rank_zero_or_an_unlaunched_process(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+
+
+def test_launched_stage_gets_its_kwargs_back_from_json(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("w2s.stages.fake_stage", lambda **kwargs: calls.append(kwargs), raising=False)
+    kwargs = {"paths": {"test": str(tmp_path / "t.parquet")}, "seed": 3, "layers": [1, 2]}
+    (tmp_path / "kwargs.json").write_text(json.dumps(kwargs))
+    main(["fake_stage", str(tmp_path / "kwargs.json")])
+    assert calls == [kwargs]
+    with pytest.raises(TypeError, match="cannot pass"):
+        run_distributed("fake_stage", {"x": object()}, 2)
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path):
+    bert = str(tiny_bert(tmp_path / "bert", dropout=0.0))  # dropout masks depend on how a batch is shared out
+    words = ["good movie", "bad film", "a great film", "awful movie", "the movie is good", "the film is bad"]
+    frame = pd.DataFrame({"id": [f"x{i}" for i in range(30)], "text": [f"{words[i % 6]} {i}" for i in range(30)],
+                          "label": [int(i % 6 in (0, 2, 4)) for i in range(30)]})
+    # 9 training examples in batches of 4: steps of 4, 4 and 1 examples, micro-batches of 3 and 1, so that the
+    # processes get unequal shares and one of them none at all.
+    splits = {"strong_train": frame.iloc[:9], "val": frame.iloc[9:17], "test": frame.iloc[17:]}
+    split_paths = {name: tmp_path / f"{name}.parquet" for name in splits}
+    for name, table in splits.items():
+        table.to_parquet(split_paths[name])
+    entry = {"lr": 3e-3, "head_lr": None, "batch_size": 4, "micro_batch_size": 3, "eval_batch_size": 3,
+             "epochs": 3, "max_steps": None, "max_length": 16, "compile": False}
+    train_section = {"warmup_frac": 0.1, "weight_decay": 0.01, "evals_per_epoch": 1, "select_best_on_val": True}
+    results = {}
+    for processes in (1, 2):
+        outputs = {"test": tmp_path / f"test{processes}.parquet", "info": tmp_path / f"info{processes}.json"}
+        run_distributed("ceiling_stage", dict(split_paths=split_paths, alias="tiny", entry=entry, model_path=bert,
+                                              train_section=train_section, seed=0, outputs=outputs), processes)
+        results[processes] = pd.read_parquet(outputs["test"]), json.loads(outputs["info"].read_text())
+    (one, one_info), (two, two_info) = results[1], results[2]
+    assert two_info["num_processes"] == 2 and one_info["num_processes"] == 1
+    assert two_info["total_steps"] == one_info["total_steps"] == 9
+    assert two_info["chosen_step"] == one_info["chosen_step"]
+    for a, b in zip(one_info["history"], two_info["history"]):
+        assert a["step"] == b["step"] and np.isclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+    assert list(one["id"]) == list(two["id"])
+    assert np.allclose(one["soft_pred"], two["soft_pred"], atol=1e-5)
+    assert one["soft_pred"].std() > 1e-3  # the model moved away from its constant start
