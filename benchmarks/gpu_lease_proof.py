@@ -7,14 +7,16 @@ for `lease_gpus` blocks, a release line), takes each lease's interval [acquired,
 per job the rule and wildcards (from the log's path, logs/<rule>/<wildcards>.log), the devices and their
 physical UUIDs, start and end; the most jobs and GPUs held at once; and every pair of jobs whose intervals
 overlap while sharing a UUID. Exits 1 if there is such a pair (or, with --gpu-samples, a process on a GPU
-it held no lease on), 2 if the logs hold no lease at all (an empty proof proves nothing).
+it held no lease on at that time), 2 if the logs hold no lease at all (an empty proof proves nothing).
 
 A lease without a release record (the command-line wrapper, which execs its command, or a job that was
 killed) is taken to end when its log was last written; the table marks those ends.
 
 The records say what each job held. What the jobs really ran on can be checked too: --gpu-samples reads
 lines `unix_time, pid, gpu_uuid` (nvidia-smi --query-compute-apps=pid,gpu_uuid sampled during the run,
-each line prefixed with the time) and flags every process seen on a GPU that no lease of that pid covers.
+each line prefixed with the time) and flags every process seen on a GPU that it had not leased by then.
+It also counts the moments a process was still seen on its GPU after its lease ended (see
+`classify_samples`).
 """
 from __future__ import annotations
 
@@ -148,12 +150,37 @@ def read_gpu_samples(path: Path) -> list[GpuSample]:
     return samples
 
 
-def unleased_usage(leases: list[Lease], samples: list[GpuSample]) -> list[GpuSample]:
-    """Samples of a process on a GPU that none of that process's leases holds."""
-    held: dict[int, set[str]] = {}
+@dataclass(frozen=True)
+class Lingering:
+    sample: GpuSample
+    seconds_after_release: float
+    other_holder: Lease | None
+
+
+def classify_samples(leases: list[Lease], samples: list[GpuSample]) -> tuple[list[GpuSample], list[Lingering]]:
+    """Split the samples that a lease does not cover at their time into two kinds.
+
+    Unleased: a process on a GPU it never leased, or before its lease began (it touched the device
+    first). Lingering: a process still on its GPU after its lease ended, with the job that held the GPU
+    then, if any. A `lease_gpus` block ends before its process exits and the CUDA context lives until the
+    exit, so a finished job's context and the next job's may share a device for that moment.
+    """
+    by_pid: dict[int, list[Lease]] = {}
     for lease in leases:
-        held.setdefault(lease.pid, set()).update(u for u in lease.uuids if u)
-    return [s for s in samples if s.uuid not in held.get(s.pid, set())]
+        by_pid.setdefault(lease.pid, []).append(lease)
+    unleased, lingering = [], []
+    for sample in samples:
+        own = [lease for lease in by_pid.get(sample.pid, []) if sample.uuid in lease.uuids]
+        if any(lease.start <= sample.time <= lease.end for lease in own):
+            continue
+        ended = [lease.end for lease in own if lease.end < sample.time]
+        if not ended:
+            unleased.append(sample)
+            continue
+        other = next((lease for lease in leases if lease.pid != sample.pid and sample.uuid in lease.uuids
+                      and lease.start <= sample.time <= lease.end), None)
+        lingering.append(Lingering(sample, (sample.time - max(ended)).total_seconds(), other))
+    return unleased, lingering
 
 
 def _seen_on(lease: Lease, samples: list[GpuSample]) -> str:
@@ -208,12 +235,19 @@ def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None 
     else:
         lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
     if sampled:
-        stray = unleased_usage(leases, samples)
+        stray, lingering = classify_samples(leases, samples)
         lines.append(
             f"- nvidia-smi samples: {len(samples)} (process, GPU) observations; "
             + (f"UNLEASED USE: {len(stray)}, e.g. pid {stray[0].pid} on {stray[0].uuid}" if stray
-               else "every process seen on a GPU held a lease on that GPU")
+               else "every process seen on a GPU held a lease on that GPU when first seen there")
         )
+        if lingering:
+            shared = sum(1 for item in lingering if item.other_holder is not None)
+            lines.append(
+                f"- after release: {len(lingering)} sample(s) of a process still on its GPU after its release "
+                f"record (at most {max(item.seconds_after_release for item in lingering):.3f} s after; its CUDA "
+                f"context lives until the process exits), {shared} of them while another job held that GPU"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -232,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text, end="")
     if args.out:
         args.out.write_text(text)
-    return 1 if conflicts(leases) or (samples and unleased_usage(leases, samples)) else 0
+    return 1 if conflicts(leases) or (samples and classify_samples(leases, samples)[0]) else 0
 
 
 if __name__ == "__main__":

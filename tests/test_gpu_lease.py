@@ -536,7 +536,95 @@ def test_proof_flags_a_process_seen_on_a_gpu_it_did_not_lease(tmp_path, capsys):
     assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 0
     assert "| GPU-2 |" in capsys.readouterr().out
     with samples.open("a") as out:
-        out.write(f"{t + 1}, 7, GPU-3, 500 MiB\n{t + 1}, 99, GPU-1, 10 MiB\n")
-    stray = proof.unleased_usage(proof.read_leases(logs), proof.read_gpu_samples(samples))
-    assert [(s.pid, s.uuid) for s in stray] == [(7, "GPU-3"), (99, "GPU-1")]
+        out.write(f"{t + 1}, 7, GPU-3, 500 MiB\n{t + 1}, 99, GPU-1, 10 MiB\n{t - 3}, 7, GPU-1, 10 MiB\n")
+    stray, lingering = proof.classify_samples(proof.read_leases(logs), proof.read_gpu_samples(samples))
+    # A GPU it never leased, another job's process, and its own GPU before its lease began.
+    assert [(s.pid, s.uuid) for s in stray] == [(7, "GPU-3"), (99, "GPU-1"), (7, "GPU-1")]
+    assert lingering == []
     assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 1
+
+
+def test_proof_reports_a_context_lingering_after_release(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    write_log(logs / "train_weak" / "a.log", [record_line("acquire", "a", 0, ["GPU-1"], ends="context-exit"),
+                                              record_line("release", "a", 4, ["GPU-1"], outcome="ok")])
+    later = [record_line("acquire", "b", 4.5, ["GPU-1"], ends="context-exit"),
+             record_line("release", "b", 9, ["GPU-1"], outcome="ok")]
+    write_log(logs / "train_weak" / "b.log", [line.replace('"pid": 7', '"pid": 8') for line in later])
+    samples = tmp_path / "samples.csv"
+    t = T0.timestamp()
+    samples.write_text(f"{t + 2}, 7, GPU-1, 9 MiB\n{t + 4.2}, 7, GPU-1, 9 MiB\n{t + 5}, 7, GPU-1, 9 MiB\n"
+                       f"{t + 5}, 8, GPU-1, 9 MiB\n")
+    leases = proof.read_leases(logs)
+    stray, lingering = proof.classify_samples(leases, proof.read_gpu_samples(samples))
+    assert stray == []
+    assert [(round(item.seconds_after_release, 3), item.other_holder and item.other_holder.lease)
+            for item in lingering] == [(0.2, None), (1.0, "b")]
+    # Lingering is reported, not failed: the job had released its lease and finished its GPU work.
+    assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 0
+    assert "after release: 2 sample(s)" in capsys.readouterr().out
+
+
+class FakeCuda:
+    """Stands in for torch.cuda, recording calls, so the release path can be tested without a GPU."""
+
+    def __init__(self, calls, initialized=True, fail=False):
+        self.calls, self.initialized, self.fail = calls, initialized, fail
+
+    def is_initialized(self):
+        return self.initialized
+
+    def synchronize(self, *args):
+        self.calls.append(("synchronize", args))
+        if self.fail:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def empty_cache(self):
+        self.calls.append(("empty_cache", ()))
+
+
+def fake_torch(monkeypatch, calls, **kwargs):
+    monkeypatch.setitem(sys.modules, "torch", type("FakeTorch", (), {"cuda": FakeCuda(calls, **kwargs)})())
+
+
+def test_release_drains_cuda_work_and_cache_before_the_release_record(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    calls = []
+    fake_torch(monkeypatch, calls)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+
+    class NoteRecords(logging.Handler):
+        def emit(self, record):
+            if "released GPU(s)" in record.getMessage():
+                calls.append(("release record", ()))
+
+    handler = NoteRecords()
+    logging.getLogger("w2s.gpu_lease").addHandler(handler)
+    try:
+        with lease_gpus(2, lock_dir=locks):
+            calls.append(("job", ()))
+    finally:
+        logging.getLogger("w2s.gpu_lease").removeHandler(handler)
+    # No device argument: synchronising a device the job never used would create a context on it.
+    assert calls == [("job", ()), ("synchronize", ()), ("empty_cache", ()), ("release record", ())]
+
+
+def test_release_leaves_cuda_alone_when_the_job_never_initialised_it(monkeypatch, locks):
+    calls = []
+    fake_torch(monkeypatch, calls, initialized=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with lease_gpus(1, lock_dir=locks):
+        pass
+    assert calls == []
+
+
+def test_a_cuda_error_at_release_still_frees_the_devices(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    fake_torch(monkeypatch, [], fail=True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with lease_gpus(1, lock_dir=locks):
+        pass
+    assert "could not drain CUDA" in caplog.text
+    assert [record["event"] for _, record in lease_records(caplog)] == ["acquire", "release"]
+    with lease_gpus(1, lock_dir=locks, timeout_s=0.2, poll_s=0.05) as ids:
+        assert ids == ["0"]

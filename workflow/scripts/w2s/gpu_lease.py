@@ -283,6 +283,7 @@ def lease_gpus(
         outcome = "ok"
     finally:
         if fds:
+            _drain_cuda()
             # Written before the locks drop, so no other job can hold these devices at a logged time
             # inside this lease's interval.
             log.info(
@@ -296,6 +297,24 @@ def lease_gpus(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _drain_cuda() -> None:
+    """Finish this process's queued GPU work and return its cached GPU memory before the lease ends.
+
+    The CUDA context itself lives until the process exits, after the lease: the next job may start on the
+    device while this one exits, so it should find the memory free. Torch is only consulted if the job
+    already imported it and initialised CUDA: touching a device here would create a context on it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    try:
+        # The current device only: synchronising another one would create a context there.
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    except Exception as err:  # noqa: BLE001 - a broken CUDA state must not keep the devices leased
+        log.warning("could not drain CUDA before releasing the GPU lease: %s", err)
 
 
 def main(argv: list[str] | None = None) -> None:
