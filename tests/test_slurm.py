@@ -1,0 +1,204 @@
+"""The tiny end-to-end config submitted to a real single-node SLURM through profiles/slurm.
+
+tests/slurm/start.sh brings the cluster up (as root, from the Debian packages slurm-wlm, slurmdbd, munge and
+mariadb-server) with fake GPUs as gres. The strong model asks for one GPU, so its jobs get a gres GPU,
+lease it through w2s.gpu_lease and, with torch built for CPU, still train on the CPU. With CI=true a
+cluster that cannot be brought up fails this test; elsewhere missing packages skip it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_workflow import job_counts
+from tiny_workflow import ROOT, SNAKEMAKE, tiny_config
+from w2s.gpu_lease import parse_record
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+
+CLUSTER_SCRIPTS = ROOT / "tests" / "slurm"
+# Absolute: the profile's relative paths (partitions.yaml) are resolved before --directory applies.
+PROFILE = ROOT / "profiles" / "slurm"
+PROGRAMS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
+PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
+
+# Up to four students share one SLURM job, which may hold at most two GPUs: with 4 cores and 2 threads a
+# job, the four form two layers of two, so the group asks for 2 GPUs and twice a student's runtime.
+STUDENTS_PER_GROUP, GPUS_PER_GROUP = 4, 2
+GROUPING = ("--groups", "train_student=students", "--group-components", f"students={STUDENTS_PER_GROUP}",
+            "--resources", f"gpu={GPUS_PER_GROUP}")
+# Every job computes with 2 threads, as in the local run (--cores 2): the same arithmetic, the same numbers.
+THREADS = ("--cores", "4", "--max-threads", "2")
+GPU_RULES = {"train_ceiling", "activations", "train_student"}
+STRONG_RUNTIME_MIN = 30
+RUN_TIMEOUT_S = 1800
+
+
+@pytest.fixture(scope="module")
+def slurm_conf():
+    """The test cluster's SLURM_CONF. A cluster this fixture started is stopped afterwards; one that was
+    already up is left up."""
+    missing = [p for p in PROGRAMS if shutil.which(p) is None]
+    problem = None
+    if missing:
+        problem = f"the SLURM test cluster needs {', '.join(missing)}: apt-get install {PACKAGES}"
+    elif os.geteuid() != 0:
+        problem = "the SLURM test cluster runs its daemons as root"
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    start = subprocess.run(["bash", str(CLUSTER_SCRIPTS / "start.sh")], capture_output=True, text=True, timeout=300)
+    assert start.returncode == 0, f"tests/slurm/start.sh failed:\n{start.stderr[-5000:]}"
+    conf = re.search(r"^export SLURM_CONF=(\S+)$", start.stdout, re.MULTILINE)[1]
+    yield conf
+    if "already up" not in start.stderr:
+        subprocess.run(["bash", str(CLUSTER_SCRIPTS / "stop.sh")], check=True, timeout=120)
+
+
+def launch(workdir: Path, config: dict, args: list[str], env: dict) -> subprocess.Popen:
+    path = workdir / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen, what: str) -> str:
+    try:
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"{what} did not finish within {RUN_TIMEOUT_S} s:\n{out[-5000:]}")
+    assert proc.returncode == 0, f"{what} failed:\n{out[-8000:]}"
+    return out
+
+
+def gpu_config(workdir: Path) -> dict:
+    config = tiny_config(workdir)
+    config["models"][config["strong_models"][0]].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
+    return config
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_conf, tmp_path_factory):
+    """The same config run twice at once: submitted to SLURM through the profile, and locally."""
+    slurm_dir, local_dir = tmp_path_factory.mktemp("slurm-run"), tmp_path_factory.mktemp("local-run")
+    slurm_args = ["--workflow-profile", str(PROFILE), *THREADS, *GROUPING]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
+    slurm_env = {**base_env, "SLURM_CONF": slurm_conf, "PYTHONUNBUFFERED": "1"}
+    # No GPU here: the local run leases a stand-in device so that its config can equal the SLURM run's.
+    local_env = {**base_env, "CUDA_VISIBLE_DEVICES": "0", "W2S_GPU_LOCK_DIR": str(local_dir / "gpu-locks")}
+
+    slurm_config = gpu_config(slurm_dir)
+    planned = job_counts(finish(launch(slurm_dir, slurm_config, [*slurm_args, "-n", "--quiet", "rules"], slurm_env),
+                                "the dry run"))
+    started = datetime.now() - timedelta(minutes=1)
+    slurm = launch(slurm_dir, slurm_config, slurm_args, slurm_env)
+    local = launch(local_dir, gpu_config(local_dir), ["--cores", "2"], local_env)
+    slurm_out = finish(slurm, "the SLURM run")
+    finish(local, "the local run")
+    run_id = re.search(r"SLURM run ID: (\S+)", slurm_out)[1]
+    sacct = subprocess.run(
+        ["sacct", "-X", "--parsable2", "--noheader", "--name", run_id,
+         "--starttime", started.strftime("%Y-%m-%dT%H:%M:%S"),
+         "--format", "JobIDRaw,Comment,Partition,AllocTRES,Timelimit,State"],
+        capture_output=True, text=True, check=True, env=slurm_env,
+    ).stdout
+    jobs = pd.DataFrame(
+        [line.split("|") for line in sacct.splitlines() if line],
+        columns=["job_id", "comment", "partition", "alloc_tres", "timelimit", "state"],
+    )
+    return SimpleNamespace(slurm_dir=slurm_dir, local_dir=local_dir, planned=planned, jobs=jobs)
+
+
+GROUP_COMMENT = "rule_students_train_student"
+
+
+def rule_of(comment: str) -> str:
+    """The rule a job ran, from the comment the plugin gives it (rule_<rule>[_wildcards_<values>])."""
+    return re.fullmatch(r"rule_(\w+?)(?:_wildcards_.*)?", comment)[1]
+
+
+def gres_gpus(alloc_tres: str) -> int:
+    found = re.search(r"gres/gpu(?::\w+)?=(\d+)", alloc_tres)
+    return int(found[1]) if found else 0
+
+
+def acquisitions(log: Path) -> list[dict]:
+    return [r for r in map(parse_record, log.read_text().splitlines()) if r and r["event"] == "acquire"]
+
+
+def lease_intervals(workdir: Path, rule: str) -> list[dict]:
+    """One entry per lease in the rule's logs: SLURM job, devices, and the time it held them."""
+    leases = []
+    for log in sorted((workdir / "logs" / rule).rglob("*.log")):
+        records = [r for r in map(parse_record, log.read_text().splitlines()) if r]
+        for acquire in (r for r in records if r["event"] == "acquire"):
+            release = next(r for r in records if r["event"] == "release" and r["lease"] == acquire["lease"])
+            leases.append(dict(job=acquire["slurm_job_id"], devices=set(acquire["devices"]),
+                               start=acquire["time"], end=release["time"], log=log))
+    return leases
+
+
+def test_every_job_went_through_sbatch(runs):
+    jobs = runs.jobs
+    assert (jobs["state"] == "COMPLETED").all(), jobs.to_string()
+    grouped = jobs["comment"] == GROUP_COMMENT
+    submitted = Counter(rule_of(c) for c in jobs.loc[~grouped, "comment"])
+    # Everything the dry run planned except the target rule, which has no command, and the grouped students.
+    assert submitted == {rule: n for rule, n in runs.planned.items() if rule not in ("all", "train_student")}
+    assert grouped.sum() == -(-runs.planned["train_student"] // STUDENTS_PER_GROUP)
+
+
+def test_gpu_jobs_get_gres_gpus_on_the_gpu_partition(runs):
+    for job in runs.jobs.itertuples():
+        gpu_job = job.comment == GROUP_COMMENT or rule_of(job.comment) in GPU_RULES
+        assert (gres_gpus(job.alloc_tres) > 0) == gpu_job, job
+        assert job.partition == ("gpu" if gpu_job else "cpu"), job
+
+
+def test_each_gpu_job_leased_a_gpu_that_slurm_granted_it(runs):
+    granted = {job.job_id: gres_gpus(job.alloc_tres) for job in runs.jobs.itertuples()}
+    for rule in GPU_RULES:
+        logs = sorted((runs.slurm_dir / "logs" / rule).rglob("*.log"))
+        assert len(logs) == runs.planned[rule]
+        for log in logs:
+            (lease,) = acquisitions(log)
+            # Under SLURM a job leases only among CUDA_VISIBLE_DEVICES, which SLURM sets from the job's gres
+            # (without it the lease fails), so a lease inside a job with gres/gpu proves both.
+            assert granted.get(lease["slurm_job_id"], 0) >= len(lease["devices"]) == 1, (log, lease)
+
+
+def test_grouped_students_share_an_allocation_each_on_its_own_gpu(runs):
+    (group,) = runs.jobs[runs.jobs["comment"] == GROUP_COMMENT].itertuples()
+    assert gres_gpus(group.alloc_tres) == GPUS_PER_GROUP
+    # Two layers of two students: GPUs and CPUs are summed within a layer, runtime over the layers.
+    assert group.timelimit == str(timedelta(minutes=2 * STRONG_RUNTIME_MIN)).zfill(8)
+
+    leases = lease_intervals(runs.slurm_dir, "train_student")
+    assert len(leases) == STUDENTS_PER_GROUP and {lease["job"] for lease in leases} == {group.job_id}
+    assert len(set().union(*(lease["devices"] for lease in leases))) <= GPUS_PER_GROUP
+    overlapping = [(a, b) for i, a in enumerate(leases) for b in leases[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping, "no two students of the group ran at once"
+    for a, b in overlapping:
+        assert not a["devices"] & b["devices"], f"{a['log']} and {b['log']} held the same GPU at once"
+
+
+def test_summary_equals_the_local_runs(runs):
+    keys = ["task", "weak", "strong", "intervention", "seed"]
+    slurm, local = (pd.read_csv(d / "results" / "summary.csv").sort_values(keys).reset_index(drop=True)
+                    for d in (runs.slurm_dir, runs.local_dir))
+    assert len(slurm) == len(local) > 0
+    pd.testing.assert_frame_equal(slurm, local, check_exact=True)
