@@ -1,0 +1,197 @@
+"""Multi-GPU training inside one job: the same model and data trained on 1 GPU and, through `accelerate
+launch`, on k GPUs with the same effective batch; compares the predictions and the training throughput.
+
+    PYTHONPATH=workflow/scripts python benchmarks/multi_gpu_training.py --arch gpt2-medium --gpus 2 \
+        --batch-size 64 --micro-batch-size 64 --out multi_gpu.md
+
+Three runs from one seed: 1 GPU with the configured micro-batch (the reference); 1 GPU with half that
+micro-batch, i.e. the same per-GPU arithmetic as two GPUs, whose distance to the reference shows how far
+float rounding alone moves a run; and k GPUs (DDP, each process taking its share of every micro-batch).
+The two single-GPU runs go side by side on GPUs 0 and 1, the k-GPU run after them. The model is built from
+a config with random weights and without dropout (whose masks depend on how a batch is shared out); the
+task is generated: a text's label is the class of the three marker words placed in it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from train_throughput import WORDS, build_model, texts
+from w2s.atomic import write_json, write_text
+from w2s.distributed import launch_command
+from w2s.losses import build_loss
+from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+
+MARKERS = {1: WORDS[:20], 0: WORDS[20:40]}
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def make_data(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    labels = rng.integers(0, 2, size=n)
+    rows = []
+    for text, label in zip(texts(n, rng), labels):
+        words = [w for w in text.split() if w not in MARKERS[0] + MARKERS[1]]
+        for marker in rng.choice(MARKERS[label], size=3):
+            # Early in the text, so that truncation to max_length keeps the label's evidence.
+            words.insert(int(rng.integers(0, min(len(words), 150) + 1)), marker)
+        rows.append(" ".join(words))
+    return pd.DataFrame({"id": [str(i) for i in range(n)], "text": rows, "soft_label": labels.astype(float)})
+
+
+def prepare(directory: Path, arch: str, sizes: dict[str, int]) -> None:
+    (directory / "model").mkdir()
+    build_model(arch, directory / "model")
+    config_path = directory / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update({k: 0.0 for k in DROPOUT_KEYS if k in config})
+    config_path.write_text(json.dumps(config))
+    rng = np.random.default_rng(0)
+    for name, n in sizes.items():
+        make_data(n, rng).to_json(directory / f"{name}.json", orient="records")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One training run: every process of a launch runs this; the main process writes the result."""
+    data = {name: pd.read_json(args.dir / f"{name}.json", orient="records", dtype={"id": str})
+            for name in ("train", "val", "test")}
+    if args.precision == "bf16":
+        accelerator = make_accelerator()
+    else:
+        accelerator = Accelerator(mixed_precision="no",
+                                  kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    spec = ModelSpec(args.arch, str(args.dir / "model"), pooling="mean")
+    tokenizer = load_tokenizer(spec)
+    cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+                      eval_batch_size=128, epochs=args.epochs, max_length=args.max_length, warmup_frac=0.1)
+    # A few steps on a throwaway model absorb one-off costs (CUDA context, NCCL setup, kernel selection).
+    warm = load_classifier(spec, on_gpu=True).to(accelerator.device)
+    train_classifier(warm, tokenizer, data["train"].iloc[: 3 * args.batch_size], None, build_loss("xent"),
+                     dataclasses.replace(cfg, max_steps=3), 0, accelerator)
+    accelerator.free_memory()
+    del warm
+
+    model = load_classifier(spec, on_gpu=True).to(accelerator.device)
+    info = train_classifier(model, tokenizer, data["train"], data["val"], build_loss("xent"), cfg, 0, accelerator)
+    start = time.perf_counter()
+    preds = {name: predict_proba(model, tokenizer, data[name]["text"].tolist(), cfg.eval_batch_size,
+                                 cfg.max_length, accelerator, name).tolist() for name in ("val", "test")}
+    info["predict_seconds"] = time.perf_counter() - start
+    if accelerator.is_main_process:
+        write_json({"info": info, "preds": preds, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}, args.result)
+    accelerator.end_training()
+
+
+def compare(ref: dict, run: dict, labels: dict[str, np.ndarray]) -> dict[str, float]:
+    out = {}
+    for name in ("val", "test"):
+        a, b = np.asarray(ref["preds"][name]), np.asarray(run["preds"][name])
+        out[f"{name}_max_abs_diff"] = float(np.abs(a - b).max())
+        out[f"{name}_mean_abs_diff"] = float(np.abs(a - b).mean())
+        out[f"{name}_agreement"] = float(((a > 0.5) == (b > 0.5)).mean())
+        out[f"{name}_acc"] = float(((b > 0.5) == (labels[name] > 0.5)).mean())
+    return out
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    sizes = {"train": args.n_train, "val": args.n_eval, "test": 2 * args.n_eval}
+    me = [sys.executable, str(Path(__file__).resolve()), "worker"]
+    common = ["--arch", args.arch, "--precision", args.precision, "--lr", str(args.lr), "--epochs", str(args.epochs),
+              "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    with tempfile.TemporaryDirectory(prefix="multi-gpu-") as tmp:
+        tmp = Path(tmp)
+        prepare(tmp, args.arch, sizes)
+        runs = {
+            "1 GPU": (me, "0", args.micro_batch_size),
+            "1 GPU, half micro-batch": (me, "1", args.micro_batch_size // 2),
+            f"{args.gpus} GPUs (DDP)": (launch_command(args.gpus) + me[1:], ",".join(map(str, range(args.gpus))),
+                                       args.micro_batch_size),
+        }
+        results, walls, started = {}, {}, {}
+        for group in (list(runs)[:2], list(runs)[2:]):
+            procs = {}
+            for name in group:
+                command, devices, micro = runs[name]
+                result = tmp / f"{len(results) + len(procs)}.json"
+                argv = command + common + ["--micro-batch-size", str(micro), "--dir", str(tmp), "--result", str(result)]
+                started[name] = time.perf_counter()
+                procs[name] = (subprocess.Popen(argv, env={**os.environ, "CUDA_VISIBLE_DEVICES": devices}), result)
+            for name, (proc, result) in procs.items():
+                if proc.wait() != 0:
+                    raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+                walls[name] = time.perf_counter() - started[name]
+                results[name] = json.loads(result.read_text())
+        labels = {name: pd.read_json(tmp / f"{name}.json", orient="records")["soft_label"].to_numpy()
+                  for name in ("val", "test")}
+
+    ref = results["1 GPU"]
+    rows = []
+    for name, run in results.items():
+        info, cmp = run["info"], compare(ref, run, labels)
+        rows.append(f"| {name} | {run['info']['num_processes']} | "
+                    f"{args.batch_size}/{runs[name][2]} | {info['total_steps']} | {info['chosen_step']} | "
+                    f"{info['train_seconds']:.1f} | {info['tokens_per_second']:,.0f} | {walls[name]:.0f} | "
+                    f"{cmp['val_acc']:.4f} / {cmp['test_acc']:.4f} | "
+                    f"{cmp['val_max_abs_diff']:.2e} / {cmp['test_max_abs_diff']:.2e} | "
+                    f"{cmp['test_mean_abs_diff']:.2e} | {cmp['val_agreement']:.4f} / {cmp['test_agreement']:.4f} |")
+    speedup = ref["info"]["train_seconds"] / results[f"{args.gpus} GPUs (DDP)"]["info"]["train_seconds"]
+    lines = [
+        f"## {args.arch}, {args.precision} ({datetime.now(timezone.utc):%Y-%m-%d}, {ref['device']})",
+        "",
+        f"Command: `PYTHONPATH=workflow/scripts python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        f"torch {torch.__version__}, transformers {transformers.__version__}; {args.n_train} training examples, "
+        f"{args.epochs:g} epochs, max_length {args.max_length}, mean pooling, no dropout, seed 0.",
+        "",
+        "| run | processes | batch/micro | steps | chosen step | train s | tokens/s | job wall s | acc val / test "
+        "| max abs diff to 1 GPU, val / test | mean abs diff, test | agreement with 1 GPU, val / test |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Training speedup, {args.gpus} GPUs over 1: {speedup:.2f}x. Train seconds exclude a 3-step warm-up run and "
+        "the predictions; job wall seconds include process start, model loading, warm-up and predictions.",
+        "",
+    ]
+    write_text("\n".join(lines), args.out)
+    write_json({name: {"info": run["info"], "compare": compare(ref, run, labels)} | {"preds": run["preds"]}
+                for name, run in results.items()}, args.out.with_suffix(".json"))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", nargs="?", choices=["orchestrate", "worker"], default="orchestrate")
+    parser.add_argument("--arch", default="gpt2-medium")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--gpus", type=int, default=2)
+    parser.add_argument("--n-train", type=int, default=4096)
+    parser.add_argument("--n-eval", type=int, default=1024)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--micro-batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--dir", type=Path, help="worker: the prepared model and data")
+    parser.add_argument("--result", type=Path, help="worker: where the main process writes its result")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multi_gpu_training.md"))
+    args = parser.parse_args()
+    worker(args) if args.role == "worker" else orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
