@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/weak.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/labels.smk"
 include: "workflow/rules/strong.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/plots.smk"
@@ -24,3 +25,5 @@ rule all:
         "results/summary.csv",
         "results/aggregate.csv",
         expand("results/plots/w2s_results.{ext}", ext=["png", "pdf"]),
+        # Accuracy against strong-model size only means something with several strong models.
+        expand("results/plots/w2s_size.{ext}", ext=["png", "pdf"]) if len(config["strong_models"]) > 1 else [],

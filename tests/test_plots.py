@@ -180,3 +180,59 @@ def test_nan_metrics_are_skipped_not_drawn_as_zero():
                 ["student_acc", "pgr_acc"]] = np.nan
     points = drawn(build_figure(summary))
     assert points["imdb|minilm|mpnet|xent"] == (pytest.approx(0.76), None)
+
+
+def intervals_for(summary, width=0.05):
+    """An aggregate table for `summary`: seed means, with intervals of +-width around them."""
+    keys = ["task", "weak", "strong", "intervention"]
+    cols = {f"{r}_{m}": "mean" for r in ("weak", "ceiling", "student") for m in ("acc", "auroc")}
+    agg = summary.groupby(keys).agg(cols).reset_index().assign(n_seeds=2)
+    for col in cols:
+        agg[f"{col}_lo"], agg[f"{col}_hi"] = agg[col] - width, agg[col] + width
+    return agg
+
+
+def test_error_bars_are_the_aggregate_intervals_when_given():
+    summary = make_summary()
+    fig = build_figure(summary, intervals=intervals_for(summary))
+    points = drawn(fig)
+    y, (lo, hi) = points["imdb|minilm|mpnet|logconf"]
+    assert (y, lo, hi) == pytest.approx((0.83, 0.78, 0.88))
+    y, (lo, hi) = points["spam|minilm|mpnet|weak"]
+    assert (y, lo, hi) == pytest.approx((0.82, 0.77, 0.87))
+    assert "bootstrap interval" in fig._suptitle.get_text()
+
+
+def test_intervals_of_cells_missing_from_the_summary_are_not_drawn():
+    summary = make_summary()
+    partial = summary[summary.intervention == "xent"]
+    points = drawn(build_figure(partial, intervals=intervals_for(summary)))
+    assert "imdb|minilm|mpnet|xent" in points and "imdb|minilm|mpnet|logconf" not in points
+
+
+def sized_summary():
+    small = make_summary(strong="base").assign(strong_size=110.0)
+    student = {k: v + 0.05 for k, v in STUDENT.items()}
+    large = make_summary(student=student, strong="large").assign(strong_size=340.0)
+    return pd.concat([small, large], ignore_index=True)
+
+
+def test_size_plot_draws_each_intervention_against_strong_model_size():
+    from w2s.size_plot import build_size_figure
+
+    fig = build_size_figure(sized_summary())
+    lines = {line.get_gid(): line for ax in fig.axes for line in ax.lines if line.get_gid()}
+    xent = lines["imdb|minilm|xent"]
+    assert list(xent.get_xdata()) == [110.0, 340.0]
+    assert list(xent.get_ydata()) == pytest.approx([0.78, 0.83])
+    assert list(lines["spam|minilm|ceiling"].get_ydata()) == pytest.approx([0.96, 0.96])
+    assert fig.axes[0].get_xscale() == "log"
+
+
+def test_size_plot_needs_sizes_and_several_of_them():
+    from w2s.size_plot import build_size_figure
+
+    with pytest.raises(ValueError, match="have no size"):
+        build_size_figure(sized_summary().assign(strong_size=np.nan))
+    with pytest.raises(ValueError, match="at least two sizes"):
+        build_size_figure(make_summary().assign(strong_size=110.0))

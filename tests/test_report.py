@@ -1,14 +1,31 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from w2s.report import build_report
 
 
+def write_predictions(path, labels, acc):
+    """Soft predictions on the test split that are right on the first acc * n examples."""
+    right = np.arange(len(labels)) < round(acc * len(labels))
+    pred = np.where(right == (labels == 1), 0.8, 0.2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": [f"x{i}" for i in range(len(labels))], "soft_pred": pred}).to_parquet(path)
+
+
 def write_cell(root, task, intervention, seed, student_acc):
     path = root / task / f"seed{seed}" / "metrics" / "weak" / "strong" / f"{intervention}.json"
     path.parent.mkdir(parents=True)
+    labels = np.arange(100) % 2
+    seed_dir = root / task / f"seed{seed}"
+    (seed_dir / "splits").mkdir(parents=True)
+    pd.DataFrame({"id": [f"x{i}" for i in range(100)], "text": "t", "label": labels}).to_parquet(
+        seed_dir / "splits" / "test.parquet")
+    write_predictions(seed_dir / "weak" / "weak" / "test.parquet", labels, 0.6)
+    write_predictions(seed_dir / "ceiling" / "strong" / "test.parquet", labels, 0.8)
+    write_predictions(seed_dir / "student" / "weak" / "strong" / intervention / "test.parquet", labels, student_acc)
     metrics = {"n_test": 100, "weak_acc": 0.6, "weak_auroc": 0.65, "ceiling_acc": 0.8, "ceiling_auroc": 0.85,
                "student_acc": student_acc, "student_auroc": 0.7, "pgr_acc": (student_acc - 0.6) / 0.2, "pgr_auroc": 0.25}
     cell = {"task": task, "weak": "weak", "strong": "strong", "intervention": intervention, "seed": seed}
@@ -25,6 +42,11 @@ def test_report_summarises_only_finished_cells(tmp_path):
     assert sorted(zip(summary["task"], summary["seed"])) == [("imdb", 0), ("imdb", 1), ("tweets", 0)]
     assert summary.loc[summary["task"] == "imdb", "pgr_acc"].tolist() == pytest.approx([0.5, 0.75])
     assert (tmp_path / "partial" / "w2s_results.png").stat().st_size > 0
+    # The finished cells' predictions give seed means with bootstrap intervals, for the plot's error bars.
+    agg = pd.read_csv(tmp_path / "partial" / "aggregate.csv").set_index("task")
+    assert agg.loc["imdb", "n_seeds"] == 2 and agg.loc["tweets", "n_seeds"] == 1
+    assert agg.loc["imdb", "student_acc"] == pytest.approx(0.725)
+    assert agg.loc["imdb", "student_acc_lo"] < 0.725 < agg.loc["imdb", "student_acc_hi"]
 
 
 def test_report_without_finished_cells_says_so(tmp_path):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from tiny_models import tiny_bert
+from w2s.interventions import intervention_cells
 from w2s.stages import metrics_stage, splits_stage, student_labels_stage, student_stage, weak_stage
 
 WORDS_POS = ["good", "great"]
@@ -40,9 +41,10 @@ def test_stages_chain_without_ground_truth_reaching_the_student(pipeline, monkey
     assert train_labels.set_index("id")["soft_label"].equals(weak_preds.loc[train_labels["id"]].rename("soft_label"))
 
     # A probe entry rides along in the intervention without reaching the loss.
-    intervention = {"loss": "logconf", "alpha_max": 0.5, "probe": {"name": "knn", "use": "filter"}}
+    entry_ = {"loss": "logconf", "alpha_max": 0.5, "probe": {"name": "knn", "use": "filter"}}
+    intervention = intervention_cells({"cell": entry_})["cell"].record()
     student_out = {"test": root / "student_test.parquet", "info": root / "student.json"}
-    student_stage(labels, splits["test"], "tiny", entry, model, train_section, intervention, 0, student_out)
+    student_stage(labels, {"test": splits["test"]}, "tiny", entry, model, train_section, intervention, 0, student_out)
     info = json.loads(student_out["info"].read_text())
     assert info["loss"] == "logconf" and info["loss_params"] == {"alpha_max": 0.5}
 

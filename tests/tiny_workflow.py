@@ -24,6 +24,24 @@ def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> su
     return proc
 
 
+# One cell of every kind the DAG knows: losses, probes, label sources and saliency analyses.
+ALL_INTERVENTIONS = {
+    "xent": {"loss": "xent"},
+    "logconf": {"loss": "logconf", "alpha_max": 0.5},
+    "entropy": {"loss": "entropy", "alpha": 0.5},
+    "window": {"loss": "window", "radius": "midweak"},
+    "s2s": {"s2s": {"from": "xent", "iterations": 2}},
+    "knn_filter": {"probe": {"name": "knn", "use": "filter", "contamination": 0.2, "k": 10}},
+    "logreg_relabel": {"probe": {"name": "logreg", "use": "relabel"}},
+    "topo_filter": {"probe": {"name": "topo", "use": "filter", "contamination": 0.2, "k": 10}},
+    "bootstrap": {"bootstrap": {"via": ["tiny"]}},
+    "ensemble": {"ensemble": {"replicas": 2}},
+    "lp_weak": {"saliency": {"finetune": False, "probe_labels": "weak"}},
+    "lp_ground_truth": {"saliency": {"finetune": False, "probe_labels": "ground_truth"}},
+    "finetune_lp_ground_truth": {"saliency": {"finetune": True, "probe_labels": "ground_truth"}},
+}
+
+
 def tiny_config(workdir: Path) -> dict:
     """tiny random BERT (weak) -> all-MiniLM-L6-v2 (strong, from its PyPI wheel) on SMS spam, two seeds."""
     weak_dir = tiny_bert(workdir / "tiny-bert")

@@ -5,6 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from w2s.config import validate_config
+from w2s.layout import prediction_paths
+from w2s.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
 from w2s.tasks import TASKS
 
 # Fills defaults and stops with a message naming the key before any job is scheduled.
@@ -19,17 +21,40 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
-PROBE_INTERVENTIONS = [n for n, i in config["interventions"].items() if "probe" in i]
-WEAK_LABEL_INTERVENTIONS = [n for n in config["interventions"] if n not in PROBE_INTERVENTIONS]
+# Every intervention cell (strong-to-strong entries unrolled into their iterations), grouped by the rules
+# that make their labels and their students.
+CELLS = intervention_cells(config["interventions"])
+
+
+def cells_of(*kinds):
+    return [name for name, cell in CELLS.items() if cell.kind in kinds]
+
+
+PROBE_INTERVENTIONS = cells_of("probe")
+ENSEMBLE_INTERVENTIONS = cells_of("ensemble")
+BOOTSTRAP_INTERVENTIONS = cells_of("bootstrap")
+LINEAR_PROBE_INTERVENTIONS = cells_of("linear_probe")
+FINETUNE_PROBE_INTERVENTIONS = cells_of("finetune_probe")
+# Cells whose labels are some model's soft predictions on strong_train and val.
+PREDICTION_LABEL_INTERVENTIONS = cells_of("weak", "s2s", "bootstrap", "finetune_probe")
+RELABELLING_INTERVENTIONS = sorted(relabellers(CELLS))
+PLAIN_STUDENT_INTERVENTIONS = [
+    n for n in cells_of("weak", "probe", "s2s", "bootstrap", "ensemble") if n not in RELABELLING_INTERVENTIONS
+]
+ENSEMBLE_WEAK_MODELS = sorted(
+    {alias for n in ENSEMBLE_INTERVENTIONS for alias in CELLS[n].entry["ensemble"].get("weak_models") or []}
+)
 
 
 wildcard_constraints:
     task=_alternatives(config["tasks"]),
     seed=r"\d+",
-    weak=_alternatives(config["weak_models"]),
+    weak=_alternatives(sorted(set(config["weak_models"]) | set(ENSEMBLE_WEAK_MODELS))),
     strong=_alternatives(config["strong_models"]),
-    intervention=_alternatives(config["interventions"]),
+    intervention=_alternatives(CELLS),
     split=_alternatives(SPLITS),
+    replica=r"[1-9]\d*",
+    step=r"[1-9]\d*",
 
 
 def model_entry(alias):
@@ -62,7 +87,7 @@ def cells():
         for t in config["tasks"]
         for w in config["weak_models"]
         for s in config["strong_models"]
-        for i in config["interventions"]
+        for i in CELLS
         for seed in config["seeds"]
     ]
 
@@ -80,13 +105,60 @@ def job_threads(alias):
     return 4 * gpus if gpus else workflow.cores
 
 
-def model_resources(role):
-    """Resource tags of a training rule, read from the model alias bound to the `role` wildcard."""
+def model_resources(alias_of):
+    """Resource tags of a training rule, read from the model alias that `alias_of` (a wildcard name, or a
+    function of the wildcards) picks."""
+    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
     return dict(
-        gpu=lambda wildcards: model_entry(wildcards[role])["gpus"],
-        mem_mb=lambda wildcards: model_entry(wildcards[role])["mem_mb"],
-        runtime=lambda wildcards: model_entry(wildcards[role])["runtime"],
+        gpu=lambda wildcards: model_entry(alias(wildcards))["gpus"],
+        mem_mb=lambda wildcards: model_entry(alias(wildcards))["mem_mb"],
+        runtime=lambda wildcards: model_entry(alias(wildcards))["runtime"],
     )
+
+
+def bootstrap_alias(wildcards):
+    """The intermediate model of one step of a bootstrap chain."""
+    return CELLS[wildcards.intervention].entry["bootstrap"]["via"][int(wildcards.step) - 1]
+
+
+def weak_predictions(alias, replica, split):
+    """A weak supervisor's soft predictions; replica 0 is the shared weak model."""
+    member = f"{alias}/replica{replica}" if replica else alias
+    return f"results/{{task}}/seed{{seed}}/weak/{member}/{split}.parquet"
+
+
+def label_predictions(wildcards):
+    """The soft predictions on strong_train and val that become a cell's training and validation labels."""
+    cell = CELLS[wildcards.intervention]
+    if cell.kind == "s2s":
+        folder = f"results/{{task}}/seed{{seed}}/student/{{weak}}/{{strong}}/{cell.previous}"
+        paths = {s: f"{folder}/{s}.parquet" for s in ("strong_train", "val")}
+    elif cell.kind == "bootstrap":
+        last = len(cell.entry["bootstrap"]["via"])
+        paths = {s: f"results/{{task}}/seed{{seed}}/bootstrap/{{weak}}/{{intervention}}/step{last}/{s}.parquet"
+                 for s in ("strong_train", "val")}
+    else:
+        paths = {s: weak_predictions("{weak}", 0, s) for s in ("strong_train", "val")}
+    return {f"preds_{s}": p.format(**wildcards) for s, p in paths.items()}
+
+
+def bootstrap_step_labels(wildcards):
+    """Step 1 learns the weak model's predictions; step k the predictions of step k-1."""
+    step = int(wildcards.step)
+    return {
+        f"preds_{s}": (weak_predictions("{weak}", 0, s) if step == 1 else
+                       f"results/{{task}}/seed{{seed}}/bootstrap/{{weak}}/{{intervention}}/step{step - 1}/{s}.parquet"
+                       ).format(**wildcards)
+        for s in ("strong_train", "val")
+    }
+
+
+def ensemble_member_files(wildcards):
+    members = ensemble_members(CELLS[wildcards.intervention].entry, wildcards.weak)
+    return [
+        {s: weak_predictions(alias, r, s).format(**wildcards) for s in ("strong_train", "val")}
+        for alias, r in members
+    ]
 
 
 def provenance(wildcards):
@@ -94,7 +166,7 @@ def provenance(wildcards):
     return dict(
         weak_model=model_entry(wildcards.weak),
         strong_model=model_entry(wildcards.strong),
-        intervention=config["interventions"][wildcards.intervention],
+        intervention=CELLS[wildcards.intervention].record(),
         splits=config["splits"],
         train=config["train"],
         seed=int(wildcards.seed),
@@ -110,13 +182,4 @@ def probe_report_input(wildcards):
 
 def cell_prediction_files():
     """For every cell and seed: its keys and the test predictions its statistics are computed from."""
-    return [
-        dict(
-            c,
-            test_path="results/{task}/seed{seed}/splits/test.parquet".format(**c),
-            weak_path="results/{task}/seed{seed}/weak/{weak}/test.parquet".format(**c),
-            ceiling_path="results/{task}/seed{seed}/ceiling/{strong}/test.parquet".format(**c),
-            student_path="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet".format(**c),
-        )
-        for c in cells()
-    ]
+    return [prediction_paths(c) for c in cells()]

@@ -1,7 +1,8 @@
 rule plots:
-    """The big results plot, drawn from the summary table alone."""
+    """The big results plot, drawn from the summary and aggregate tables alone."""
     input:
-        "results/summary.csv",
+        summary="results/summary.csv",
+        intervals="results/aggregate.csv",
     output:
         png=report(
             "results/plots/w2s_results.png",
@@ -17,3 +18,25 @@ rule plots:
         "logs/plots.log",
     script:
         "../scripts/plot_results.py"
+
+
+rule size_plot:
+    """Accuracy against strong-model size, when the sweep has several strong models."""
+    input:
+        summary="results/summary.csv",
+        intervals="results/aggregate.csv",
+    output:
+        png=report(
+            "results/plots/w2s_size.png",
+            caption="../report/w2s_size.rst",
+            category="Results",
+        ),
+        pdf="results/plots/w2s_size.pdf",
+    params:
+        metric=config["headline_metric"],
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/size_plot.log",
+    script:
+        "../scripts/plot_size.py"

@@ -1,11 +1,11 @@
 rule activations:
-    """Frozen pretrained features of one strong model for every strong_train and val example of a task
-    (all seeds at once), shared by every probe cell."""
+    """Frozen pretrained features of one strong model for every strong_train, val and test example of a task
+    (all seeds at once), shared by every probe and linear-probe cell."""
     input:
         splits=lambda wildcards: [
             f"results/{wildcards.task}/seed{seed}/splits/{split}.parquet"
             for seed in config["seeds"]
-            for split in ("strong_train", "val")
+            for split in ("strong_train", "val", "test")
         ],
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
@@ -46,10 +46,33 @@ rule probe_labels:
         val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
         report="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json",
     params:
-        probe=lambda wildcards: config["interventions"][wildcards.intervention]["probe"],
+        probe=lambda wildcards: CELLS[wildcards.intervention].entry["probe"],
     conda:
         "../../envs/w2s.yaml"
     log:
         "logs/probe_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
     script:
         "../scripts/probe_labels.py"
+
+
+rule linear_probe_student:
+    """Saliency: a linear probe on the pretrained strong model's frozen activations, fit on strong_train's
+    weak labels or ground truth (regularisation chosen on val), in place of a finetuned student."""
+    wildcard_constraints:
+        intervention=_alternatives(LINEAR_PROBE_INTERVENTIONS),
+    input:
+        **{s: split_path(s) for s in ("strong_train", "val", "test")},
+        weak_strong_train="results/{task}/seed{seed}/weak/{weak}/strong_train.parquet",
+        weak_val="results/{task}/seed{seed}/weak/{weak}/val.parquet",
+        activations="results/{task}/activations/{strong}.safetensors",
+    output:
+        test="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
+        info="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/info.json",
+    params:
+        intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/linear_probe_student/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/linear_probe_student.py"

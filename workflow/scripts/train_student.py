@@ -8,7 +8,7 @@ from w2s.stages import student_stage  # noqa: E402
 with lease_gpus(snakemake.resources.gpu):
     student_stage(
         label_paths={"train": snakemake.input.train, "val": snakemake.input.val},
-        test_path=snakemake.input.test,
+        predict_paths={k.removeprefix("predict_"): v for k, v in snakemake.input.items() if k.startswith("predict_")},
         alias=snakemake.params.alias,
         entry=snakemake.params.entry,
         model_path=snakemake.params.model_path,

@@ -13,6 +13,6 @@ with lease_gpus(snakemake.resources.gpu):
         entry=snakemake.params.entry,
         model_path=snakemake.params.model_path,
         train_section=snakemake.params.train,
-        seed=int(snakemake.wildcards.seed),
+        seed=snakemake.params.train_seed,
         outputs=dict(snakemake.output.items()),
     )

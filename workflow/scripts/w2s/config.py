@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from w2s.interventions import problems as intervention_problems
 from w2s.tasks import TASKS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -109,4 +110,5 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                 f"config key 'models.{alias}.micro_batch_size': {model['micro_batch_size']} must divide "
                 f"batch_size {model['batch_size']} (gradient accumulation keeps the effective batch)"
             )
+    problems.extend(intervention_problems(config["interventions"], config["models"]))
     return problems

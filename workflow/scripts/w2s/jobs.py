@@ -10,15 +10,20 @@ import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import transformers
+from accelerate import Accelerator
+from transformers import PreTrainedTokenizerBase
 
 from w2s.atomic import atomic_path
+from w2s.batching import iterate, sorted_batches, tokenize
 from w2s.losses import build_loss
-from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
 from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
 
 log = logging.getLogger(__name__)
@@ -64,18 +69,51 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
     )
 
 
-def train_and_predict(
+@dataclass(frozen=True)
+class TrainedModel:
+    model: Classifier
+    tokenizer: PreTrainedTokenizerBase
+    accelerator: Accelerator
+    cfg: TrainConfig
+
+    def predict(self, table: pd.DataFrame, name: str) -> pd.DataFrame:
+        """DataFrame(id, soft_pred) for the texts of `table`."""
+        p = predict_proba(self.model, self.tokenizer, table["text"].tolist(), self.cfg.eval_batch_size,
+                          self.cfg.max_length, self.accelerator, name)
+        return pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
+
+    @torch.inference_mode()
+    def features(self, texts: list[str]) -> np.ndarray:
+        """The pooled final-layer features the head reads, one row per text in input order."""
+        self.model.eval()
+        ids = tokenize(self.tokenizer, texts, self.cfg.max_length)
+        out = None
+        batches = sorted_batches([len(t) for t in ids], self.cfg.eval_batch_size)
+        for idx, batch in iterate(ids, batches, self.tokenizer.pad_token_id):
+            batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+            with self.accelerator.autocast():
+                feats = self.accelerator.unwrap_model(self.model).features(**batch).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(ids), feats.shape[1]), dtype=np.float32)
+            out[idx] = feats
+        return out
+
+    def save(self, save_dir: str | os.PathLike) -> None:
+        self.tokenizer.save_pretrained(save_dir)
+        with atomic_path(Path(save_dir) / "classifier.pt") as tmp:
+            torch.save(self.accelerator.unwrap_model(self.model).state_dict(), tmp)
+
+
+def train_model(
     spec: ModelSpec,
     cfg: TrainConfig,
     train: pd.DataFrame,
     val: pd.DataFrame | None,
-    predict_on: dict[str, pd.DataFrame],
     seed: int,
     loss: str = "xent",
     loss_params: dict | None = None,
-    save_dir: str | os.PathLike | None = None,
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Train `spec` on `train` and return ({name: DataFrame(id, soft_pred)}, run info)."""
+) -> tuple[TrainedModel, dict]:
+    """Train `spec` on `train` (selected on `val`); return the model and the run's info."""
     train = check_label_table(train, "train labels")
     val = None if val is None else check_label_table(val, "val labels")
     transformers.set_seed(seed)
@@ -85,14 +123,6 @@ def train_and_predict(
     started = time.time()
     loss_fn = build_loss(loss, train_labels=train["soft_label"].to_numpy(), **(loss_params or {}))
     history = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator)
-    preds = {}
-    for name, table in predict_on.items():
-        p = predict_proba(model, tokenizer, table["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, name)
-        preds[name] = pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
-    if save_dir is not None:
-        tokenizer.save_pretrained(save_dir)
-        with atomic_path(Path(save_dir) / "classifier.pt") as tmp:
-            torch.save(accelerator.unwrap_model(model).state_dict(), tmp)
     info = {
         "model": spec.alias,
         "model_path": spec.path,
@@ -107,4 +137,23 @@ def train_and_predict(
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
         **history,
     }
+    return TrainedModel(model, tokenizer, accelerator, cfg), info
+
+
+def train_and_predict(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    train: pd.DataFrame,
+    val: pd.DataFrame | None,
+    predict_on: dict[str, pd.DataFrame],
+    seed: int,
+    loss: str = "xent",
+    loss_params: dict | None = None,
+    save_dir: str | os.PathLike | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Train `spec` on `train` and return ({name: DataFrame(id, soft_pred)}, run info)."""
+    trained, info = train_model(spec, cfg, train, val, seed, loss, loss_params)
+    preds = {name: trained.predict(table, name) for name, table in predict_on.items()}
+    if save_dir is not None:
+        trained.save(save_dir)
     return preds, info

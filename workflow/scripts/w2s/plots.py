@@ -57,15 +57,37 @@ def _check(summary: pd.DataFrame, metric: str) -> None:
         raise ValueError(f"summary has several rows for one cell and seed:\n{duplicated[KEYS].to_string(index=False)}")
 
 
-def series_stats(summary: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
-    """Mean, min, max and seed count of every plotted series: weak, each intervention, ceiling.
+def _check_intervals(intervals: pd.DataFrame, metric: str) -> None:
+    roles = ("weak", "ceiling", "student")
+    _require(intervals, PAIR + ["intervention", "n_seeds"]
+             + [f"{r}_{metric}{end}" for r in roles for end in ("", "_lo", "_hi")], "aggregate table")
 
-    One row per (task, weak, strong, series). Weak and ceiling scores repeat on every intervention row of
-    a seed, so they are taken once per seed: otherwise a seed with more finished interventions would
-    weigh more in their mean.
+
+def series_stats(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean, interval (lo, hi) and seed count of every plotted series: weak, each intervention, ceiling.
+
+    One row per (task, weak, strong, series). Without `intervals` the interval is the min-max over seeds.
+    With `intervals` (the aggregate table: seed means and bootstrap intervals over seeds and test
+    examples) the mean and interval come from it, for the cells the summary holds.
+
+    Weak and ceiling scores repeat on every intervention row of a seed, so they are taken once per seed:
+    otherwise a seed with more finished interventions would weigh more in their mean.
     """
     _check(summary, metric)
-    spread = {"mean": "mean", "min": "min", "max": "max", "n": "count"}
+    if intervals is not None:
+        _check_intervals(intervals, metric)
+        agg = intervals.merge(summary[PAIR + ["intervention"]].drop_duplicates(), on=PAIR + ["intervention"])
+        frames = []
+        for role in ("weak", "ceiling"):
+            per_pair = agg.drop_duplicates(PAIR)
+            frames.append(per_pair[PAIR].assign(series=role, mean=per_pair[f"{role}_{metric}"],
+                                                lo=per_pair[f"{role}_{metric}_lo"],
+                                                hi=per_pair[f"{role}_{metric}_hi"], n=per_pair["n_seeds"]))
+        frames.append(agg[PAIR].assign(series=agg["intervention"], mean=agg[f"student_{metric}"],
+                                       lo=agg[f"student_{metric}_lo"], hi=agg[f"student_{metric}_hi"],
+                                       n=agg["n_seeds"]))
+        return pd.concat(frames, ignore_index=True)[PAIR + ["series", "mean", "lo", "hi", "n"]]
+    spread = {"mean": "mean", "lo": "min", "hi": "max", "n": "count"}
     per_seed = summary.drop_duplicates(PAIR + ["seed"])
     frames = [
         per_seed.groupby(PAIR, sort=False)[f"{role}_{metric}"].agg(**spread).reset_index().assign(series=role)
@@ -73,7 +95,7 @@ def series_stats(summary: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     ]
     students = summary.groupby(PAIR + ["intervention"], sort=False)[f"student_{metric}"].agg(**spread)
     frames.append(students.reset_index().rename(columns={"intervention": "series"}))
-    return pd.concat(frames, ignore_index=True)[PAIR + ["series", "mean", "min", "max", "n"]]
+    return pd.concat(frames, ignore_index=True)[PAIR + ["series", "mean", "lo", "hi", "n"]]
 
 
 def _style(index: int) -> dict:
@@ -104,7 +126,7 @@ def _draw_task(ax: Axes, task: str, stats: pd.DataFrame, interventions: list[str
             if name not in pair.index:
                 continue
             s = pair.loc[name]
-            yerr = None if s["n"] < 2 else [[s["mean"] - s["min"]], [s["max"] - s["mean"]]]
+            yerr = None if s["lo"] == s["hi"] else [[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]]
             container = ax.errorbar(
                 [x + offsets[name]], [s["mean"]], yerr=yerr, linestyle="none", markersize=7, capsize=3,
                 elinewidth=1.2, markeredgecolor="white", markeredgewidth=0.6, zorder=3, **styles[name],
@@ -178,9 +200,12 @@ def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric:
         ax.legend(handles=handles, fontsize=8, loc="best", title="weak → strong", title_fontsize=8)
 
 
-def build_figure(summary: pd.DataFrame, metric: str = "acc") -> Figure:
-    """One panel per task (weak floor, each intervention's student, strong ceiling), then the PGR panel."""
-    stats = series_stats(summary, metric)
+def build_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFrame | None = None) -> Figure:
+    """One panel per task (weak floor, each intervention's student, strong ceiling), then the PGR panel.
+
+    Error bars are the aggregate table's bootstrap intervals when `intervals` is given, else min-max over seeds.
+    """
+    stats = series_stats(summary, metric, intervals)
     tasks = list(dict.fromkeys(summary.task))
     interventions = list(dict.fromkeys(summary.intervention))
     widest = max(stats[stats.task == t][["weak", "strong"]].drop_duplicates().shape[0] for t in tasks)
@@ -206,7 +231,9 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc") -> Figure:
     # About 2.3 inches per legend entry keeps long intervention names from running off the figure.
     ncol = max(1, min(len(handles), int(fig.get_figwidth() // 2.3)))
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
-    explanation = "points: mean over seeds, bars: min–max over seeds; PGR panel: faint = one task, bold = median"
+    bars = ("95% bootstrap interval over seeds and test examples" if intervals is not None
+            else "min–max over seeds")
+    explanation = f"points: mean over seeds, bars: {bars}; PGR panel: faint = one task, bold = median"
     fig.suptitle(
         f"Weak-to-strong generalisation: test {METRICS[metric]}\n"
         + textwrap.fill(explanation, width=int(fig.get_figwidth() * 9))
@@ -215,8 +242,11 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc") -> Figure:
 
 
 def plot_results(summary: pd.DataFrame, png_path: str | os.PathLike, pdf_path: str | os.PathLike,
-                 metric: str = "acc") -> None:
-    fig = build_figure(summary, metric)
+                 metric: str = "acc", intervals: pd.DataFrame | None = None) -> None:
+    save_figure(build_figure(summary, metric, intervals), png_path, pdf_path)
+
+
+def save_figure(fig: Figure, png_path: str | os.PathLike, pdf_path: str | os.PathLike) -> None:
     # Both renames wait until both files are drawn, so a failure leaves neither behind.
     with ExitStack() as stack:
         png = stack.enter_context(atomic_path(png_path))

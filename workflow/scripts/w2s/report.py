@@ -9,9 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from w2s.atomic import write_text
-from w2s.plots import plot_results
-from w2s.summary import finished_metric_files, summarise
+from w2s.layout import prediction_paths
+from w2s.plots import plot_results, save_figure
+from w2s.size_plot import build_size_figure
+from w2s.stages import aggregate_stage
+from w2s.summary import KEY_COLUMNS, finished_metric_files, summarise
 
 
 def build_report(results_dir: Path, out_dir: Path, metric: str) -> int:
@@ -20,7 +25,13 @@ def build_report(results_dir: Path, out_dir: Path, metric: str) -> int:
         raise SystemExit(f"no finished cells under {results_dir} (looked for */seed*/metrics/*/*/*.json)")
     summary = summarise(files)
     write_text(summary.to_csv(index=False), out_dir / "summary.csv")
-    plot_results(summary, out_dir / "w2s_results.png", out_dir / "w2s_results.pdf", metric)
+    cells = [prediction_paths({k: row[k] for k in KEY_COLUMNS}, str(results_dir))
+             for row in summary.to_dict("records")]
+    aggregate_stage(cells, {"cells": out_dir / "aggregate.csv", "median": out_dir / "median_pgr.csv"}, metric)
+    intervals = pd.read_csv(out_dir / "aggregate.csv")
+    plot_results(summary, out_dir / "w2s_results.png", out_dir / "w2s_results.pdf", metric, intervals)
+    if summary["strong_size"].nunique() > 1:
+        save_figure(build_size_figure(summary, metric, intervals), out_dir / "w2s_size.png", out_dir / "w2s_size.pdf")
     return len(summary)
 
 
@@ -32,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = args.out or args.results / "partial"
     n = build_report(args.results, out, args.metric)
-    print(f"{n} finished cell-seed rows -> {out}/summary.csv, {out}/w2s_results.png, {out}/w2s_results.pdf",
+    print(f"{n} finished cell-seed rows -> {out}/summary.csv, aggregate.csv, median_pgr.csv, w2s_results.png/.pdf",
           file=sys.stdout)
 
 

@@ -8,14 +8,17 @@ import json
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from w2s.activations import extract_activations, load_activations, save_activations
 from w2s.atomic import write_json, write_parquet, write_text
-from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from
+from w2s.interventions import Intervention
+from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from, train_model
+from w2s.linear_probe import fit_linear_probe
 from w2s.metrics import cell_metrics
 from w2s.modeling import ModelSpec
-from w2s.probe_labels import probe_label_tables, probe_report
+from w2s.probe_labels import features_for, probe_label_tables, probe_report
 from w2s.splits import SPLIT_NAMES, make_splits
 from w2s.statistics import KEYS, aggregate, median_pgr
 from w2s.tasks import load_task
@@ -101,19 +104,117 @@ def probe_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train:
     write_json({"probe": probe, **report}, outputs["report"])
 
 
-def student_stage(label_paths: Mapping[str, PathLike], test_path: PathLike, alias: str, entry: dict,
-                  model_path: str, train_section: dict, intervention: dict, seed: int,
+def _read_inputs(paths: Mapping[str, PathLike]) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(path) for name, path in paths.items()}
+
+
+def _write_predictions(preds: Mapping[str, pd.DataFrame], outputs: Mapping[str, PathLike]) -> None:
+    for name, table in preds.items():
+        write_parquet(table, outputs[name])
+
+
+def student_stage(label_paths: Mapping[str, PathLike], predict_paths: Mapping[str, PathLike], alias: str,
+                  entry: dict, model_path: str, train_section: dict, intervention: dict, seed: int,
                   outputs: Mapping[str, PathLike]) -> None:
-    """Train the strong student on the label tables (weak labels, never ground truth); predict on test."""
+    """Train the strong student on the label tables (never ground truth) under the intervention's loss;
+    write its predictions on every split in `predict_paths` (test; strong_train and val too when a
+    strong-to-strong successor relabels with it)."""
+    cell = Intervention(**intervention)
     spec, cfg = _model(alias, entry, model_path, train_section)
-    train, val = pd.read_parquet(label_paths["train"]), pd.read_parquet(label_paths["val"])
-    test = pd.read_parquet(test_path)[["id", "text"]]
-    # An intervention entry holds the loss name, the loss's parameters and, optionally, a probe (used upstream).
-    params = {k: v for k, v in intervention.items() if k not in ("loss", "probe")}
-    preds, info = train_and_predict(spec, cfg, train, val, {"test": test}, seed, intervention["loss"], params,
-                                    save_dir=_save_dir(train_section, outputs))
-    write_parquet(preds["test"], outputs["test"])
+    labels = _read_inputs(label_paths)
+    predict_on = {name: table[["id", "text"]] for name, table in _read_inputs(predict_paths).items()}
+    preds, info = train_and_predict(spec, cfg, labels["train"], labels["val"], predict_on, seed, cell.loss,
+                                    cell.loss_params, save_dir=_save_dir(train_section, outputs))
+    _write_predictions(preds, outputs)
     write_json({"role": "student", "intervention": intervention, **info}, outputs["info"])
+
+
+def bootstrap_step_stage(split_paths: Mapping[str, PathLike], label_preds: Mapping[str, PathLike], alias: str,
+                         entry: dict, model_path: str, train_section: dict, intervention: dict, step: int,
+                         seed: int, outputs: Mapping[str, PathLike]) -> None:
+    """One intermediate model of a bootstrap chain: trained on the previous step's soft predictions for
+    strong_train (selected on val's), it relabels strong_train and val for the next step; its test
+    predictions record how good a supervisor it became."""
+    cell = Intervention(**intervention)
+    spec, cfg = _model(alias, entry, model_path, train_section)
+    splits = _read_inputs(split_paths)
+    prev = _read_inputs(label_preds)
+    train, val = (weak_label_table(splits[n], prev[n]) for n in ("strong_train", "val"))
+    predict_on = {n: splits[n][["id", "text"]] for n in ("strong_train", "val", "test")}
+    preds, info = train_and_predict(spec, cfg, train, val, predict_on, seed, cell.loss, cell.loss_params)
+    _write_predictions(preds, outputs)
+    write_json({"role": "bootstrap_step", "step": step, "intervention": intervention, **info}, outputs["info"])
+
+
+def mean_predictions(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-id mean soft prediction of several supervisors, which must all cover the same examples."""
+    ids = set(tables[0]["id"])
+    if any(set(t["id"]) != ids for t in tables[1:]):
+        raise ValueError("ensemble members predicted on different examples; rerun their weak models")
+    return pd.concat(tables)[["id", "soft_pred"]].groupby("id", as_index=False, sort=False)["soft_pred"].mean()
+
+
+def ensemble_labels_stage(strong_train: PathLike, val: PathLike, members: list[Mapping[str, PathLike]],
+                          outputs: Mapping[str, PathLike]) -> None:
+    """The mean soft label of several weak supervisors on strong_train and val (no ground truth column)."""
+    for name, split in (("train", strong_train), ("val", val)):
+        split_name = "strong_train" if name == "train" else "val"
+        mean = mean_predictions([pd.read_parquet(m[split_name]) for m in members])
+        write_parquet(weak_label_table(pd.read_parquet(split), mean), outputs[name])
+
+
+def _probe_targets(splits: Mapping[str, pd.DataFrame], probe_labels: str,
+                   weak: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The labels a saliency probe is fit and selected on: ground truth, or the weak soft labels."""
+    if probe_labels == "ground_truth":
+        return {n: splits[n]["label"].to_numpy(dtype=np.float64) for n in ("strong_train", "val")}
+    return {n: weak_label_table(splits[n], weak[n])["soft_label"].to_numpy() for n in ("strong_train", "val")}
+
+
+def _probe_and_predict(features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                       test: pd.DataFrame, saliency: dict) -> tuple[pd.DataFrame, dict]:
+    model, C, scores = fit_linear_probe(features["strong_train"], targets["strong_train"], features["val"],
+                                        targets["val"], saliency["C"])
+    pred = pd.DataFrame({"id": test["id"].to_numpy(), "soft_pred": model.predict_proba(features["test"])[:, 1]})
+    return pred, {"probe_labels": saliency["probe_labels"], "C": C,
+                  "val_cross_entropy": {str(c): v for c, v in scores.items()}}
+
+
+def linear_probe_stage(split_paths: Mapping[str, PathLike], activations: PathLike, weak_preds: Mapping[str, PathLike],
+                       intervention: dict, outputs: Mapping[str, PathLike]) -> None:
+    """Saliency: a linear probe on the pretrained strong model's frozen activations, fit on strong_train's
+    weak labels or ground truth, predicting test. No student is trained."""
+    saliency = intervention["entry"]["saliency"]
+    splits = _read_inputs(split_paths)
+    act_ids, acts = load_activations(activations)
+    features = {n: features_for(t["id"], act_ids, acts) for n, t in splits.items()}
+    targets = _probe_targets(splits, saliency["probe_labels"], _read_inputs(weak_preds))
+    pred, info = _probe_and_predict(features, targets, splits["test"], saliency)
+    write_parquet(pred, outputs["test"])
+    write_json({"role": "linear_probe", "intervention": intervention, "features": "frozen pretrained", **info},
+               outputs["info"])
+
+
+def finetune_probe_stage(label_paths: Mapping[str, PathLike], split_paths: Mapping[str, PathLike],
+                         weak_preds: Mapping[str, PathLike], alias: str, entry: dict, model_path: str,
+                         train_section: dict, intervention: dict, seed: int, outputs: Mapping[str, PathLike]) -> None:
+    """Saliency: finetune the student on weak labels, then fit a linear probe on its own pooled features.
+
+    With probe_labels ground_truth, strong_train's ground truth is read after training, by the probe only:
+    the analysis asks whether the finetuned features still hold what the weak labels got wrong.
+    """
+    cell = Intervention(**intervention)
+    saliency = cell.entry["saliency"]
+    spec, cfg = _model(alias, entry, model_path, train_section)
+    labels = _read_inputs(label_paths)
+    trained, info = train_model(spec, cfg, labels["train"], labels["val"], seed, cell.loss, cell.loss_params)
+    splits = _read_inputs(split_paths)
+    features = {n: trained.features(t["text"].tolist()) for n, t in splits.items()}
+    targets = _probe_targets(splits, saliency["probe_labels"], _read_inputs(weak_preds))
+    pred, probe_info = _probe_and_predict(features, targets, splits["test"], saliency)
+    write_parquet(pred, outputs["test"])
+    write_json({"role": "finetune_probe", "intervention": intervention, "features": "finetuned student",
+                **probe_info, **info}, outputs["info"])
 
 
 def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: PathLike, cell: dict,

@@ -13,6 +13,8 @@ METRIC_COLUMNS = [
     "student_acc", "student_auroc", "pgr_acc", "pgr_auroc",
 ]
 
+# Parameter counts (millions) from the config's model entries; empty where the config gives none.
+SIZE_COLUMNS = ["weak_size", "strong_size"]
 # Probe interventions only; empty for the others.
 PROBE_COLUMNS = [
     "probe_acc_vs_gt", "probe_auroc_vs_gt", "probe_acc_vs_weak", "probe_auroc_vs_weak",
@@ -28,9 +30,11 @@ def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
         rows.append({
             **{k: record["cell"][k] for k in KEY_COLUMNS},
             **{k: record["metrics"][k] for k in METRIC_COLUMNS},
+            **{f"{role}_size": record["config"].get(f"{role}_model", {}).get("size", float("nan"))
+               for role in ("weak", "strong")},
             **{k: probe.get(k, float("nan")) for k in PROBE_COLUMNS},
         })
-    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS + PROBE_COLUMNS)
+    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS + SIZE_COLUMNS + PROBE_COLUMNS)
     return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
 
 

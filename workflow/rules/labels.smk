@@ -1,0 +1,75 @@
+rule student_labels:
+    """The labels a student trains and selects on: some model's soft predictions on strong_train and val
+    (the weak model's; for strong-to-strong the previous student's; for bootstrap the last intermediate
+    model's). No ground-truth column is written, so none can reach the student."""
+    wildcard_constraints:
+        intervention=_alternatives(PREDICTION_LABEL_INTERVENTIONS),
+    input:
+        unpack(label_predictions),
+        strong_train=split_path("strong_train"),
+        val=split_path("val"),
+    output:
+        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
+        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/student_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/student_labels.py"
+
+
+rule ensemble_labels:
+    """The mean soft label of several weak supervisors (weak models and seed replicas) on strong_train and val."""
+    wildcard_constraints:
+        intervention=_alternatives(ENSEMBLE_INTERVENTIONS),
+    input:
+        members=lambda wildcards: [path for member in ensemble_member_files(wildcards) for path in member.values()],
+        strong_train=split_path("strong_train"),
+        val=split_path("val"),
+    output:
+        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
+        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+    params:
+        members=ensemble_member_files,
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/ensemble_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/ensemble_labels.py"
+
+
+rule bootstrap_step:
+    """One intermediate model of a bootstrap chain (weak -> intermediate(s) -> strong): trained on the previous
+    step's soft predictions for strong_train and val, it relabels them for the next step. Shared by every
+    strong model."""
+    wildcard_constraints:
+        intervention=_alternatives(BOOTSTRAP_INTERVENTIONS),
+    input:
+        unpack(bootstrap_step_labels),
+        **{s: split_path(s) for s in ("strong_train", "val", "test")},
+        model=lambda wildcards: model_inputs(bootstrap_alias(wildcards)),
+    output:
+        strong_train="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/strong_train.parquet",
+        val="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/val.parquet",
+        test="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/test.parquet",
+        info="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/info.json",
+    params:
+        alias=bootstrap_alias,
+        model_path=lambda wildcards: model_path(bootstrap_alias(wildcards)),
+        # The config entries are params so that editing them reruns exactly the jobs they affect.
+        entry=lambda wildcards: model_entry(bootstrap_alias(wildcards)),
+        train=config["train"],
+        intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
+    threads: lambda wildcards: job_threads(bootstrap_alias(wildcards))
+    resources:
+        **model_resources(bootstrap_alias),
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/bootstrap_step/{task}/seed{seed}/{weak}/{intervention}/step{step}.log",
+    benchmark:
+        "benchmarks/jobs/bootstrap_step/{task}/seed{seed}/{weak}/{intervention}/step{step}.tsv"
+    script:
+        "../scripts/bootstrap_step.py"

@@ -1,0 +1,20 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
+
+from w2s.gpu_lease import lease_gpus  # noqa: E402
+from w2s.stages import bootstrap_step_stage  # noqa: E402
+
+with lease_gpus(snakemake.resources.gpu):
+    bootstrap_step_stage(
+        split_paths={name: snakemake.input[name] for name in ("strong_train", "val", "test")},
+        label_preds={name: snakemake.input[f"preds_{name}"] for name in ("strong_train", "val")},
+        alias=snakemake.params.alias,
+        entry=snakemake.params.entry,
+        model_path=snakemake.params.model_path,
+        train_section=snakemake.params.train,
+        intervention=snakemake.params.intervention,
+        step=int(snakemake.wildcards.step),
+        seed=int(snakemake.wildcards.seed),
+        outputs=dict(snakemake.output.items()),
+    )

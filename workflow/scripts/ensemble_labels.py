@@ -1,0 +1,12 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0])
+
+from w2s.stages import ensemble_labels_stage  # noqa: E402
+
+ensemble_labels_stage(
+    strong_train=snakemake.input.strong_train,
+    val=snakemake.input.val,
+    members=snakemake.params.members,
+    outputs=dict(snakemake.output.items()),
+)

@@ -1,0 +1,13 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0])
+
+from w2s.stages import linear_probe_stage  # noqa: E402
+
+linear_probe_stage(
+    split_paths={name: snakemake.input[name] for name in ("strong_train", "val", "test")},
+    activations=snakemake.input.activations,
+    weak_preds={"strong_train": snakemake.input.weak_strong_train, "val": snakemake.input.weak_val},
+    intervention=snakemake.params.intervention,
+    outputs=dict(snakemake.output.items()),
+)

@@ -1,0 +1,12 @@
+from w2s.rule_io import start_rule
+
+start_rule(snakemake.log[0])
+
+import pandas as pd  # noqa: E402
+
+from w2s.plots import load_summary, save_figure  # noqa: E402
+from w2s.size_plot import build_size_figure  # noqa: E402
+
+summary = load_summary(snakemake.input.summary)
+figure = build_size_figure(summary, snakemake.params.metric, pd.read_csv(snakemake.input.intervals))
+save_figure(figure, snakemake.output.png, snakemake.output.pdf)

@@ -1,0 +1,132 @@
+"""The config's intervention entries, resolved into the cells of the DAG.
+
+An entry is a student's training recipe: a loss with its parameters, and at most one label source that
+says where the student's labels come from. Without a source the student learns the weak model's labels.
+A strong-to-strong entry with N iterations becomes N cells, `<name>_it1` ... `<name>_itN`, each trained
+on the labels of the previous one's student, so that every iteration is reported.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+LABEL_SOURCES = ("probe", "s2s", "bootstrap", "ensemble", "saliency")
+# Label sources whose students are finetuned models that can relabel strong_train for a next student.
+RELABELLING_KINDS = ("weak", "probe", "bootstrap", "ensemble", "s2s")
+# Replica r of a weak model trains on the same split as the shared weak model, from another seed.
+REPLICA_SEED_STRIDE = 1000
+
+
+def iteration_name(base: str, iteration: int) -> str:
+    return f"{base}_it{iteration}"
+
+
+def kind_of(entry: dict[str, Any]) -> str:
+    """weak, probe, s2s, bootstrap, ensemble, linear_probe (frozen features) or finetune_probe."""
+    sources = [key for key in LABEL_SOURCES if key in entry]
+    if len(sources) > 1:
+        raise ValueError(f"an intervention takes at most one label source, got {sources}")
+    if not sources:
+        return "weak"
+    if sources[0] == "saliency":
+        return "finetune_probe" if entry["saliency"]["finetune"] else "linear_probe"
+    return sources[0]
+
+
+@dataclass(frozen=True)
+class Intervention:
+    name: str
+    base: str
+    entry: dict
+    kind: str
+    iteration: int = 0
+
+    @property
+    def loss(self) -> str:
+        return self.entry.get("loss", "xent")
+
+    @property
+    def loss_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.entry.items() if k != "loss" and k not in LABEL_SOURCES}
+
+    @property
+    def previous(self) -> str | None:
+        """The cell whose student relabels strong_train for this one (strong-to-strong only)."""
+        if self.kind != "s2s":
+            return None
+        return self.entry["s2s"]["from"] if self.iteration == 1 else iteration_name(self.base, self.iteration - 1)
+
+    @property
+    def trains_student(self) -> bool:
+        return self.kind != "linear_probe"
+
+    def record(self) -> dict[str, Any]:
+        """The cell as plain data: stored beside its outputs, and `Intervention(**record)` rebuilds it."""
+        return asdict(self)
+
+
+def intervention_cells(interventions: dict[str, dict]) -> dict[str, Intervention]:
+    """Every intervention cell by name, strong-to-strong entries unrolled into their iterations."""
+    cells: dict[str, Intervention] = {}
+    for base, entry in interventions.items():
+        kind = kind_of(entry)
+        if kind == "s2s":
+            for k in range(1, entry["s2s"].get("iterations", 1) + 1):
+                cells[iteration_name(base, k)] = Intervention(iteration_name(base, k), base, entry, kind, k)
+        else:
+            cells[base] = Intervention(base, base, entry, kind)
+    return cells
+
+
+def relabellers(cells: dict[str, Intervention]) -> set[str]:
+    """Cells whose students must also predict strong_train and val, for a strong-to-strong successor."""
+    return {c.previous for c in cells.values() if c.previous is not None}
+
+
+def ensemble_members(entry: dict[str, Any], weak: str) -> list[tuple[str, int]]:
+    """(weak model alias, replica) of every supervisor averaged by an ensemble entry; replica 0 is the
+    shared weak model itself, so the ensemble never retrains it."""
+    spec = entry["ensemble"]
+    return [(alias, r) for alias in spec.get("weak_models") or [weak] for r in range(spec.get("replicas", 1))]
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    return seed + REPLICA_SEED_STRIDE * replica
+
+
+def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str]:
+    """Cross-references between entries that the schema cannot check, as messages naming the key."""
+    out = []
+    for name, entry in interventions.items():
+        at = f"interventions.{name}"
+        sources = [s for s in LABEL_SOURCES if s in entry]
+        if len(sources) > 1:
+            out.append(f"config key '{at}': give at most one label source, not {sources}")
+            continue
+        kind = kind_of(entry)
+        if kind == "s2s":
+            start = entry["s2s"]["from"]
+            if start not in interventions:
+                out.append(f"config key '{at}.s2s.from': {start!r} is not an intervention (defined: {', '.join(interventions)})")
+            elif kind_of(interventions[start]) not in RELABELLING_KINDS or kind_of(interventions[start]) == "s2s":
+                out.append(f"config key '{at}.s2s.from': {start!r} has no finetuned student to relabel with; start from an "
+                           "intervention that finetunes on weak, probe, ensemble or bootstrap labels")
+            clashes = [n for n in (iteration_name(name, k) for k in range(1, entry["s2s"].get("iterations", 1) + 1))
+                       if n in interventions]
+            if clashes:
+                out.append(f"config key '{at}': its iterations are named {clashes}, which are also intervention names; rename one")
+        if kind == "bootstrap":
+            for i, alias in enumerate(entry["bootstrap"]["via"]):
+                if alias not in models:
+                    out.append(f"config key '{at}.bootstrap.via[{i}]': model alias {alias!r} is not defined under 'models'")
+        if kind == "ensemble":
+            spec = entry["ensemble"]
+            for i, alias in enumerate(spec.get("weak_models") or []):
+                if alias not in models:
+                    out.append(f"config key '{at}.ensemble.weak_models[{i}]': model alias {alias!r} is not defined under 'models'")
+            if len(spec.get("weak_models") or [None]) * spec.get("replicas", 1) < 2:
+                out.append(f"config key '{at}.ensemble': one supervisor is not an ensemble; list several weak_models or set "
+                           "replicas >= 2")
+        if kind == "linear_probe" and (entry.get("loss", "xent") != "xent" or Intervention(name, name, entry, kind).loss_params):
+            out.append(f"config key '{at}': a linear probe on frozen features trains no student; remove the loss and its parameters")
+    return out
