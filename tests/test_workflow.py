@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tiny_workflow import ROOT, snakemake, tiny_config
+from tiny_workflow import ALL_INTERVENTIONS, ROOT, snakemake, tiny_config
+from w2s.config import validate_config
+from w2s.interventions import intervention_cells
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -51,6 +53,32 @@ def test_one_activation_job_per_task_and_strong_model_shared_by_probe_cells(tmp_
     assert counts["activations"] == 2 * 2  # 2 tasks x 2 strong models, whatever the seeds and probes
     assert counts["probe_labels"] == 2 * 2 * 2 * 3 and counts["student_labels"] == 2 * 2 * 2
     assert counts["train_weak"] == 4 and counts["train_ceiling"] == 8 and counts["train_student"] == 32
+
+
+STUDENT_RULES = ("train_student", "train_relabelling_student", "train_finetune_probe", "linear_probe_student")
+
+
+def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    runs = len(config["tasks"]) * len(config["seeds"])
+    cells = intervention_cells(validate_config(config)["interventions"])
+    assert {c.kind for c in cells.values()} == {"weak", "s2s", "probe", "ensemble", "linear_probe", "finetune_probe"}
+    assert sum(counts.get(rule, 0) for rule in STUDENT_RULES) == len(cells) * runs == counts["cell_metrics"]
+    # Shared nodes run once per (task, model, seed), however many cells use them.
+    assert counts["train_weak"] == runs and counts["train_ceiling"] == runs
+    assert counts["activations"] == len(config["tasks"])
+    # Two more weak replicas for the 3-member ensemble; s2s relabels with the xent student and its first
+    # iteration's, so exactly those two students also predict strong_train.
+    assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs
+
+
+def test_bootstrap_chain_steps_are_shared_by_strong_models(tmp_path):
+    config = hub_config(tasks=["sciq"], seeds=[0], interventions={
+        "xent": {"loss": "xent"}, "boot": {"bootstrap": {"via": ["gpt2-medium", "gpt2-large"]}}})
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    # Two intermediate steps per (task, weak, seed), shared by both strong models; four students.
+    assert counts["bootstrap_step"] == 2 and counts["train_student"] == 4
 
 
 def test_gpu_rules_carry_the_gpu_resource(tmp_path):
