@@ -32,13 +32,14 @@ PROFILE = ROOT / "profiles" / "slurm"
 PROGRAMS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
 
-# Up to four students share one SLURM job, which may hold at most two GPUs: with 4 cores and 2 threads a
-# job, the four form two layers of two, so the group asks for 2 GPUs and twice a student's runtime.
-STUDENTS_PER_GROUP, GPUS_PER_GROUP = 4, 2
+# Two students share each SLURM job. The plugin's jobstep runs a group's jobs one after another, each in its
+# own srun step, so a group needs the GPU of one job: with gpu scoped local, --resources gpu=1 makes every
+# layer of a group one job, and the group asks for 1 GPU and the sum of its students' runtimes.
+STUDENTS_PER_GROUP, GPUS_PER_GROUP = 2, 1
 GROUPING = ("--groups", "train_student=students", "--group-components", f"students={STUDENTS_PER_GROUP}",
             "--resources", f"gpu={GPUS_PER_GROUP}")
 # Every job computes with 2 threads, as in the local run (--cores 2): the same arithmetic, the same numbers.
-THREADS = ("--cores", "4", "--max-threads", "2")
+THREADS = ("--cores", "2", "--max-threads", "2")
 GPU_RULES = {"train_ceiling", "activations", "train_student"}
 STRONG_RUNTIME_MIN = 30
 RUN_TIMEOUT_S = 1800
@@ -180,18 +181,24 @@ def test_each_gpu_job_leased_a_gpu_that_slurm_granted_it(runs):
             assert granted.get(lease["slurm_job_id"], 0) >= len(lease["devices"]) == 1, (log, lease)
 
 
-def test_grouped_students_share_an_allocation_each_on_its_own_gpu(runs):
-    (group,) = runs.jobs[runs.jobs["comment"] == GROUP_COMMENT].itertuples()
-    assert gres_gpus(group.alloc_tres) == GPUS_PER_GROUP
-    # Two layers of two students: GPUs and CPUs are summed within a layer, runtime over the layers.
-    assert group.timelimit == str(timedelta(minutes=2 * STRONG_RUNTIME_MIN)).zfill(8)
+def test_grouped_students_share_allocations_each_leasing_its_own_gpu(runs):
+    groups = runs.jobs[runs.jobs["comment"] == GROUP_COMMENT]
+    for group in groups.itertuples():
+        assert gres_gpus(group.alloc_tres) == GPUS_PER_GROUP
+        # One student per layer: a group's runtime is the sum over its layers.
+        assert group.timelimit == str(timedelta(minutes=STUDENTS_PER_GROUP * STRONG_RUNTIME_MIN)).zfill(8)
 
     leases = lease_intervals(runs.slurm_dir, "train_student")
-    assert len(leases) == STUDENTS_PER_GROUP and {lease["job"] for lease in leases} == {group.job_id}
-    assert len(set().union(*(lease["devices"] for lease in leases))) <= GPUS_PER_GROUP
+    assert Counter(lease["job"] for lease in leases) == {job: STUDENTS_PER_GROUP for job in groups["job_id"]}
+    assert all(len(lease["devices"]) == 1 for lease in leases)
+
+
+def test_gpu_jobs_running_at_once_hold_different_gpus(runs):
+    leases = [lease for rule in sorted(GPU_RULES) for lease in lease_intervals(runs.slurm_dir, rule)]
     overlapping = [(a, b) for i, a in enumerate(leases) for b in leases[i + 1:]
                    if a["start"] < b["end"] and b["start"] < a["end"]]
-    assert overlapping, "no two students of the group ran at once"
+    # The two seeds' ceilings are ready together and train side by side.
+    assert overlapping, "no two GPU jobs ran at once"
     for a, b in overlapping:
         assert not a["devices"] & b["devices"], f"{a['log']} and {b['log']} held the same GPU at once"
 
