@@ -47,6 +47,19 @@ def test_stages_chain_without_ground_truth_reaching_the_student(pipeline, monkey
     student_stage(labels, {"test": splits["test"]}, "tiny", entry, model, train_section, intervention, 0, student_out)
     info = json.loads(student_out["info"].read_text())
     assert info["loss"] == "logconf" and info["loss_params"] == {"alpha_max": 0.5}
+    # A finished job leaves no checkpoint behind; its rerun would otherwise resume a finished training.
+    assert not (root / "checkpoint").exists()
+
+    # A retry (attempt 3, after CUDA ran out of memory, say) quarters the micro-batch, keeps the effective
+    # batch, and trains to nearly the same predictions (dropout masks are drawn per micro-batch, so not
+    # exactly the same).
+    retry_out = {"test": root / "retry_test.parquet", "info": root / "retry" / "student.json"}
+    student_stage(labels, {"test": splits["test"]}, "tiny", entry, model, train_section, intervention, 0, retry_out,
+                  attempt=3)
+    retry = json.loads(retry_out["info"].read_text())["train_config"]
+    assert (retry["micro_batch_size"], retry["batch_size"]) == (1, 8)
+    first, again = (pd.read_parquet(o["test"])["soft_pred"] for o in (student_out, retry_out))
+    assert (first - again).abs().max() < 1e-2
 
     out = root / "metrics.json"
     metrics_stage(splits["test"], weak_out["test"], student_out["test"], student_out["test"], {"task": "toy"}, {}, out)

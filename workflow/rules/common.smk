@@ -107,12 +107,15 @@ def job_threads(alias):
 
 def model_resources(alias_of):
     """Resource tags of a training rule, read from the model alias that `alias_of` (a wildcard name, or a
-    function of the wildcards) picks."""
+    function of the wildcards) picks. `attempt` tells the job which retry it is: a retry (after CUDA ran
+    out of memory, say) trains with half the micro-batch and the same effective batch. A job given several
+    GPUs trains on all of them, one data-parallel process each."""
     alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
     return dict(
         gpu=lambda wildcards: model_entry(alias(wildcards))["gpus"],
         mem_mb=lambda wildcards: model_entry(alias(wildcards))["mem_mb"],
         runtime=lambda wildcards: model_entry(alias(wildcards))["runtime"],
+        attempt=lambda wildcards, attempt: attempt,
     )
 
 

@@ -2,11 +2,11 @@ from w2s.rule_io import start_rule
 
 start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
 
+from w2s.distributed import run_distributed  # noqa: E402
 from w2s.gpu_lease import lease_gpus  # noqa: E402
-from w2s.stages import finetune_probe_stage  # noqa: E402
 
 with lease_gpus(snakemake.resources.gpu):
-    finetune_probe_stage(
+    run_distributed("finetune_probe_stage", dict(
         label_paths={"train": snakemake.input.train, "val": snakemake.input.val},
         split_paths={name: snakemake.input[f"split_{name}"] for name in ("strong_train", "val", "test")},
         weak_preds={"strong_train": snakemake.input.weak_strong_train, "val": snakemake.input.weak_val},
@@ -17,4 +17,5 @@ with lease_gpus(snakemake.resources.gpu):
         intervention=snakemake.params.intervention,
         seed=int(snakemake.wildcards.seed),
         outputs=dict(snakemake.output.items()),
-    )
+        attempt=snakemake.resources.attempt,
+    ), max(1, snakemake.resources.gpu))

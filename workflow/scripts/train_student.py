@@ -2,11 +2,11 @@ from w2s.rule_io import start_rule
 
 start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
 
+from w2s.distributed import run_distributed  # noqa: E402
 from w2s.gpu_lease import lease_gpus  # noqa: E402
-from w2s.stages import student_stage  # noqa: E402
 
 with lease_gpus(snakemake.resources.gpu):
-    student_stage(
+    run_distributed("student_stage", dict(
         label_paths={"train": snakemake.input.train, "val": snakemake.input.val},
         predict_paths={k.removeprefix("predict_"): v for k, v in snakemake.input.items() if k.startswith("predict_")},
         alias=snakemake.params.alias,
@@ -16,4 +16,5 @@ with lease_gpus(snakemake.resources.gpu):
         intervention=snakemake.params.intervention,
         seed=int(snakemake.wildcards.seed),
         outputs=dict(snakemake.output.items()),
-    )
+        attempt=snakemake.resources.attempt,
+    ), max(1, snakemake.resources.gpu))

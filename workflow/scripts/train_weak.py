@@ -2,12 +2,12 @@ from w2s.rule_io import start_rule
 
 start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
 
+from w2s.distributed import run_distributed  # noqa: E402
 from w2s.gpu_lease import lease_gpus  # noqa: E402
 from w2s.splits import SPLIT_NAMES  # noqa: E402
-from w2s.stages import weak_stage  # noqa: E402
 
 with lease_gpus(snakemake.resources.gpu):
-    weak_stage(
+    run_distributed("weak_stage", dict(
         split_paths={name: snakemake.input[name] for name in SPLIT_NAMES},
         alias=snakemake.params.alias,
         entry=snakemake.params.entry,
@@ -15,4 +15,5 @@ with lease_gpus(snakemake.resources.gpu):
         train_section=snakemake.params.train,
         seed=snakemake.params.train_seed,
         outputs=dict(snakemake.output.items()),
-    )
+        attempt=snakemake.resources.attempt,
+    ), max(1, snakemake.resources.gpu))

@@ -112,8 +112,10 @@ def train_model(
     seed: int,
     loss: str = "xent",
     loss_params: dict | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> tuple[TrainedModel, dict]:
-    """Train `spec` on `train` (selected on `val`); return the model and the run's info."""
+    """Train `spec` on `train` (selected on `val`); return the model and the run's info. With
+    `checkpoint_dir`, training checkpoints there and resumes from a checkpoint it finds."""
     train = check_label_table(train, "train labels")
     val = None if val is None else check_label_table(val, "val labels")
     transformers.set_seed(seed)
@@ -122,7 +124,8 @@ def train_model(
     model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
     started = time.time()
     loss_fn = build_loss(loss, train_labels=train["soft_label"].to_numpy(), **(loss_params or {}))
-    history = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator)
+    history = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator,
+                               checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
     info = {
         "model": spec.alias,
         "model_path": spec.path,
@@ -150,9 +153,10 @@ def train_and_predict(
     loss: str = "xent",
     loss_params: dict | None = None,
     save_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Train `spec` on `train` and return ({name: DataFrame(id, soft_pred)}, run info)."""
-    trained, info = train_model(spec, cfg, train, val, seed, loss, loss_params)
+    trained, info = train_model(spec, cfg, train, val, seed, loss, loss_params, checkpoint_dir)
     preds = {name: trained.predict(table, name) for name, table in predict_on.items()}
     if save_dir is not None:
         trained.save(save_dir)

@@ -13,6 +13,8 @@ import pandas as pd
 
 from w2s.activations import extract_activations, load_activations, save_activations
 from w2s.atomic import write_json, write_parquet, write_text
+from w2s.checkpoint import remove_checkpoints
+from w2s.distributed import is_main_process
 from w2s.interventions import Intervention
 from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from, train_model
 from w2s.linear_probe import fit_linear_probe
@@ -33,8 +35,27 @@ def splits_stage(task: str, raw_path: PathLike | None, sizes: Mapping[str, int],
         write_parquet(splits[name], outputs[name])
 
 
-def _model(alias: str, entry: dict, path: str, train_section: dict):
-    return ModelSpec.from_config(alias, entry, path), train_config_from(entry, train_section)
+def _model(alias: str, entry: dict, path: str, train_section: dict, attempt: int):
+    """The model and its training config; a retried job (attempt > 1, e.g. after CUDA running out of memory)
+    trains with smaller micro-batches and the same effective batch."""
+    return ModelSpec.from_config(alias, entry, path), train_config_from(entry, train_section).for_attempt(attempt)
+
+
+def _checkpoint_dir(outputs: Mapping[str, PathLike]) -> Path:
+    """Beside the job's outputs but not one of them, so Snakemake keeps it when a job fails or is killed and
+    the rerun resumes from it."""
+    return Path(outputs["info"]).parent / "checkpoint"
+
+
+def _publish(preds: Mapping[str, pd.DataFrame], record: dict, outputs: Mapping[str, PathLike]) -> None:
+    """Write a training job's predictions and info, then drop its checkpoints. In a data-parallel job every
+    process holds the same predictions; only the main one writes."""
+    if not is_main_process():
+        return
+    for name, table in preds.items():
+        write_parquet(table, outputs[name])
+    write_json(record, outputs["info"])
+    remove_checkpoints(_checkpoint_dir(outputs))
 
 
 def _save_dir(train_section: dict, outputs: Mapping[str, PathLike]) -> Path | None:
@@ -43,28 +64,26 @@ def _save_dir(train_section: dict, outputs: Mapping[str, PathLike]) -> Path | No
 
 
 def weak_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, model_path: str, train_section: dict,
-               seed: int, outputs: Mapping[str, PathLike]) -> None:
+               seed: int, outputs: Mapping[str, PathLike], attempt: int = 1) -> None:
     """Train on weak_train ground truth; write soft predictions on strong_train, val and test."""
-    spec, cfg = _model(alias, entry, model_path, train_section)
+    spec, cfg = _model(alias, entry, model_path, train_section, attempt)
     splits = {name: pd.read_parquet(split_paths[name]) for name in SPLIT_NAMES}
     predict_on = {name: splits[name] for name in ("strong_train", "val", "test")}
     preds, info = train_and_predict(spec, cfg, ground_truth_labels(splits["weak_train"]),
                                     ground_truth_labels(splits["val"]), predict_on, seed,
-                                    save_dir=_save_dir(train_section, outputs))
-    for name, table in preds.items():
-        write_parquet(table, outputs[name])
-    write_json({"role": "weak", **info}, outputs["info"])
+                                    save_dir=_save_dir(train_section, outputs), checkpoint_dir=_checkpoint_dir(outputs))
+    _publish(preds, {"role": "weak", **info}, outputs)
 
 
 def ceiling_stage(split_paths: Mapping[str, PathLike], alias: str, entry: dict, model_path: str,
-                  train_section: dict, seed: int, outputs: Mapping[str, PathLike]) -> None:
+                  train_section: dict, seed: int, outputs: Mapping[str, PathLike], attempt: int = 1) -> None:
     """Train the strong model on strong_train ground truth; write soft predictions on test."""
-    spec, cfg = _model(alias, entry, model_path, train_section)
+    spec, cfg = _model(alias, entry, model_path, train_section, attempt)
     train, val, test = (pd.read_parquet(split_paths[n]) for n in ("strong_train", "val", "test"))
     preds, info = train_and_predict(spec, cfg, ground_truth_labels(train), ground_truth_labels(val),
-                                    {"test": test}, seed, save_dir=_save_dir(train_section, outputs))
-    write_parquet(preds["test"], outputs["test"])
-    write_json({"role": "ceiling", **info}, outputs["info"])
+                                    {"test": test}, seed, save_dir=_save_dir(train_section, outputs),
+                                    checkpoint_dir=_checkpoint_dir(outputs))
+    _publish(preds, {"role": "ceiling", **info}, outputs)
 
 
 def weak_label_table(split: pd.DataFrame, weak_preds: pd.DataFrame) -> pd.DataFrame:
@@ -108,42 +127,37 @@ def _read_inputs(paths: Mapping[str, PathLike]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(path) for name, path in paths.items()}
 
 
-def _write_predictions(preds: Mapping[str, pd.DataFrame], outputs: Mapping[str, PathLike]) -> None:
-    for name, table in preds.items():
-        write_parquet(table, outputs[name])
-
-
 def student_stage(label_paths: Mapping[str, PathLike], predict_paths: Mapping[str, PathLike], alias: str,
                   entry: dict, model_path: str, train_section: dict, intervention: dict, seed: int,
-                  outputs: Mapping[str, PathLike]) -> None:
+                  outputs: Mapping[str, PathLike], attempt: int = 1) -> None:
     """Train the strong student on the label tables (never ground truth) under the intervention's loss;
     write its predictions on every split in `predict_paths` (test; strong_train and val too when a
     strong-to-strong successor relabels with it)."""
     cell = Intervention(**intervention)
-    spec, cfg = _model(alias, entry, model_path, train_section)
+    spec, cfg = _model(alias, entry, model_path, train_section, attempt)
     labels = _read_inputs(label_paths)
     predict_on = {name: table[["id", "text"]] for name, table in _read_inputs(predict_paths).items()}
     preds, info = train_and_predict(spec, cfg, labels["train"], labels["val"], predict_on, seed, cell.loss,
-                                    cell.loss_params, save_dir=_save_dir(train_section, outputs))
-    _write_predictions(preds, outputs)
-    write_json({"role": "student", "intervention": intervention, **info}, outputs["info"])
+                                    cell.loss_params, save_dir=_save_dir(train_section, outputs),
+                                    checkpoint_dir=_checkpoint_dir(outputs))
+    _publish(preds, {"role": "student", "intervention": intervention, **info}, outputs)
 
 
 def bootstrap_step_stage(split_paths: Mapping[str, PathLike], label_preds: Mapping[str, PathLike], alias: str,
                          entry: dict, model_path: str, train_section: dict, intervention: dict, step: int,
-                         seed: int, outputs: Mapping[str, PathLike]) -> None:
+                         seed: int, outputs: Mapping[str, PathLike], attempt: int = 1) -> None:
     """One intermediate model of a bootstrap chain: trained on the previous step's soft predictions for
     strong_train (selected on val's), it relabels strong_train and val for the next step; its test
     predictions record how good a supervisor it became."""
     cell = Intervention(**intervention)
-    spec, cfg = _model(alias, entry, model_path, train_section)
+    spec, cfg = _model(alias, entry, model_path, train_section, attempt)
     splits = _read_inputs(split_paths)
     prev = _read_inputs(label_preds)
     train, val = (weak_label_table(splits[n], prev[n]) for n in ("strong_train", "val"))
     predict_on = {n: splits[n][["id", "text"]] for n in ("strong_train", "val", "test")}
-    preds, info = train_and_predict(spec, cfg, train, val, predict_on, seed, cell.loss, cell.loss_params)
-    _write_predictions(preds, outputs)
-    write_json({"role": "bootstrap_step", "step": step, "intervention": intervention, **info}, outputs["info"])
+    preds, info = train_and_predict(spec, cfg, train, val, predict_on, seed, cell.loss, cell.loss_params,
+                                    checkpoint_dir=_checkpoint_dir(outputs))
+    _publish(preds, {"role": "bootstrap_step", "step": step, "intervention": intervention, **info}, outputs)
 
 
 def mean_predictions(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -197,7 +211,8 @@ def linear_probe_stage(split_paths: Mapping[str, PathLike], activations: PathLik
 
 def finetune_probe_stage(label_paths: Mapping[str, PathLike], split_paths: Mapping[str, PathLike],
                          weak_preds: Mapping[str, PathLike], alias: str, entry: dict, model_path: str,
-                         train_section: dict, intervention: dict, seed: int, outputs: Mapping[str, PathLike]) -> None:
+                         train_section: dict, intervention: dict, seed: int, outputs: Mapping[str, PathLike],
+                         attempt: int = 1) -> None:
     """Saliency: finetune the student on weak labels, then fit a linear probe on its own pooled features.
 
     With probe_labels ground_truth, strong_train's ground truth is read after training, by the probe only:
@@ -205,16 +220,16 @@ def finetune_probe_stage(label_paths: Mapping[str, PathLike], split_paths: Mappi
     """
     cell = Intervention(**intervention)
     saliency = cell.entry["saliency"]
-    spec, cfg = _model(alias, entry, model_path, train_section)
+    spec, cfg = _model(alias, entry, model_path, train_section, attempt)
     labels = _read_inputs(label_paths)
-    trained, info = train_model(spec, cfg, labels["train"], labels["val"], seed, cell.loss, cell.loss_params)
+    trained, info = train_model(spec, cfg, labels["train"], labels["val"], seed, cell.loss, cell.loss_params,
+                                checkpoint_dir=_checkpoint_dir(outputs))
     splits = _read_inputs(split_paths)
     features = {n: trained.features(t["text"].tolist()) for n, t in splits.items()}
     targets = _probe_targets(splits, saliency["probe_labels"], _read_inputs(weak_preds))
     pred, probe_info = _probe_and_predict(features, targets, splits["test"], saliency)
-    write_parquet(pred, outputs["test"])
-    write_json({"role": "finetune_probe", "intervention": intervention, "features": "finetuned student",
-                **probe_info, **info}, outputs["info"])
+    _publish({"test": pred}, {"role": "finetune_probe", "intervention": intervention, "features": "finetuned student",
+                              **probe_info, **info}, outputs)
 
 
 def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: PathLike, cell: dict,
