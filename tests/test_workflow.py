@@ -63,11 +63,12 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
     runs = len(config["tasks"]) * len(config["seeds"])
     cells = intervention_cells(validate_config(config)["interventions"])
-    assert {c.kind for c in cells.values()} == {"weak", "s2s", "probe", "ensemble", "linear_probe", "finetune_probe"}
+    assert {c.kind for c in cells.values()} == {
+        "weak", "s2s", "probe", "bootstrap", "ensemble", "linear_probe", "finetune_probe"}
     assert sum(counts.get(rule, 0) for rule in STUDENT_RULES) == len(cells) * runs == counts["cell_metrics"]
     # Shared nodes run once per (task, model, seed), however many cells use them.
     assert counts["train_weak"] == runs and counts["train_ceiling"] == runs
-    assert counts["activations"] == len(config["tasks"])
+    assert counts["activations"] == len(config["tasks"]) and counts["bootstrap_step"] == runs
     # Two more weak replicas for the 3-member ensemble; s2s relabels with the xent student and its first
     # iteration's, so exactly those two students also predict strong_train.
     assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs
