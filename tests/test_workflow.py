@@ -88,6 +88,15 @@ def test_gpu_rules_carry_the_gpu_resource(tmp_path):
     assert re.search(r"resources:.*\bgpu=1\b", weak_job)
 
 
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_preset_validates_and_plans_a_dag(tmp_path, preset):
+    config = yaml.safe_load((ROOT / "config" / preset).read_text())
+    counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    cells = intervention_cells(validate_config(config)["interventions"])
+    runs = len(config["tasks"]) * len(config["seeds"]) * len(config["weak_models"]) * len(config["strong_models"])
+    assert counts["cell_metrics"] == len(cells) * runs
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     proc = snakemake(tmp_path, hub_config(tasks=["sciq", "mnist"]), "-n", check=False)
     assert proc.returncode != 0
@@ -101,16 +110,24 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
+def preds(path) -> pd.Series:
+    return pd.read_parquet(path).set_index("id")["soft_pred"]
+
+
+def labels(folder) -> pd.Series:
+    return pd.read_parquet(folder / "train.parquet").set_index("id")["soft_label"]
+
+
 @pytest.mark.e2e
 def test_end_to_end_tiny_config(tmp_path):
-    """The tiny config (tiny random BERT -> MiniLM on SMS spam, two seeds) through the whole DAG."""
-    config = tiny_config(tmp_path)
+    """Every intervention kind on the tiny config (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
+    config = {**tiny_config(tmp_path), "interventions": ALL_INTERVENTIONS}
     snakemake(tmp_path, config, "--cores", "2")
+    names = set(intervention_cells(validate_config(dict(config))["interventions"]))
 
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
-    assert len(summary) == 4 and sorted(summary["seed"]) == [0, 0, 1, 1]
-    assert set(summary[["task", "weak", "strong", "intervention"]].itertuples(index=False)) == {
-        ("sms_spam", "tiny", "minilm", "xent"), ("sms_spam", "tiny", "minilm", "knn_filter")}
+    assert len(summary) == 2 * len(names) and set(summary["intervention"]) == names
+    assert all(sorted(seeds) == [0, 1] for seeds in summary.groupby("intervention")["seed"].apply(list))
     probe_rows = summary[summary["intervention"] == "knn_filter"]
     assert probe_rows["probe_acc_vs_gt"].between(0, 1).all()
     assert (probe_rows["dropped_frac_train"] > 0).all()
@@ -124,27 +141,43 @@ def test_end_to_end_tiny_config(tmp_path):
     assert (summary["ceiling_acc"] > summary["weak_acc"]).all()
 
     agg = pd.read_csv(tmp_path / "results" / "aggregate.csv")
-    assert sorted(agg["intervention"]) == ["knn_filter", "xent"] and (agg["n_seeds"] == 2).all()
+    assert set(agg["intervention"]) == names and (agg["n_seeds"] == 2).all()
     for m in ("student_acc", "ceiling_auroc"):
         assert ((agg[f"{m}_lo"] <= agg[m]) & (agg[m] <= agg[f"{m}_hi"])).all()
     xent_rows = summary[summary["intervention"] == "xent"]
     assert agg.loc[agg["intervention"] == "xent", "student_acc"].item() == pytest.approx(xent_rows["student_acc"].mean())
-    assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == len(names)
 
     results = tmp_path / "results" / "sms_spam"
     for seed in (0, 1):
-        for intervention in ("xent", "knn_filter"):
-            folder = results / f"seed{seed}" / "labels" / "tiny" / "minilm" / intervention
-            train, val = (pd.read_parquet(folder / f"{name}.parquet") for name in ("train", "val"))
-            for table in (train, val):
-                assert list(table.columns) == ["id", "text", "soft_label"]  # no ground truth reaches a student
-            kept = len(train) + len(val)
+        run = results / f"seed{seed}"
+        label_dirs = run / "labels" / "tiny" / "minilm"
+        students = run / "student" / "tiny" / "minilm"
+        for folder in label_dirs.iterdir():
+            for name in ("train", "val"):
+                # No ground truth reaches a student, whatever its label source.
+                assert list(pd.read_parquet(folder / f"{name}.parquet").columns) == ["id", "text", "soft_label"]
         # The filter drops floor(0.2 * (64 + 32)) of strong_train and val together.
-        assert kept == 96 - 19
-        split_ids = [set(pd.read_parquet(p)["id"]) for p in (results / f"seed{seed}" / "splits").glob("*.parquet")]
+        knn = label_dirs / "knn_filter"
+        assert sum(len(pd.read_parquet(knn / f"{n}.parquet")) for n in ("train", "val")) == 96 - 19
+        # Strong-to-strong: each iteration learns the previous student's predictions on strong_train.
+        assert labels(label_dirs / "s2s_it1").equals(preds(students / "xent" / "strong_train.parquet").rename("soft_label"))
+        assert labels(label_dirs / "s2s_it2").equals(preds(students / "s2s_it1" / "strong_train.parquet")
+                                                     .rename("soft_label"))
+        # Bootstrap: the student learns the intermediate model's predictions, not the weak model's.
+        step = run / "bootstrap" / "tiny" / "bootstrap" / "step1"
+        assert labels(label_dirs / "bootstrap").equals(preds(step / "strong_train.parquet").rename("soft_label"))
+        # Ensemble: the mean of the shared weak model and its seed replica.
+        weak = run / "weak" / "tiny"
+        mean = (preds(weak / "strong_train.parquet") + preds(weak / "replica1" / "strong_train.parquet")) / 2
+        ensemble = labels(label_dirs / "ensemble")
+        assert ((ensemble - mean.loc[ensemble.index]).abs() < 1e-12).all()
+        assert not preds(weak / "strong_train.parquet").equals(preds(weak / "replica1" / "strong_train.parquet"))
+        split_ids = [set(pd.read_parquet(p)["id"]) for p in (run / "splits").glob("*.parquet")]
         assert sum(map(len, split_ids)) == len(set().union(*split_ids))
     assert (tmp_path / "results" / "plots" / "w2s_results.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("results/**/*.part"))
+    assert not list(tmp_path.glob("results/**/checkpoint"))
 
     # A rerun has nothing left to do: finished work is never redone.
     rerun = snakemake(tmp_path, config, "-n")
