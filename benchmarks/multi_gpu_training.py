@@ -79,8 +79,9 @@ def worker(args: argparse.Namespace) -> None:
                                   kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     spec = ModelSpec(args.arch, str(args.dir / "model"), pooling="mean")
     tokenizer = load_tokenizer(spec)
-    cfg = TrainConfig(lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-                      eval_batch_size=128, epochs=args.epochs, max_length=args.max_length, warmup_frac=0.1)
+    cfg = TrainConfig(lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size,
+                      micro_batch_size=args.micro_batch_size, eval_batch_size=128, epochs=args.epochs,
+                      max_length=args.max_length, warmup_frac=0.1)
     # A few steps on a throwaway model absorb one-off costs (CUDA context, NCCL setup, kernel selection).
     warm = load_classifier(spec, on_gpu=True).to(accelerator.device)
     train_classifier(warm, tokenizer, data["train"].iloc[: 3 * args.batch_size], None, build_loss("xent"),
@@ -95,7 +96,8 @@ def worker(args: argparse.Namespace) -> None:
                                  cfg.max_length, accelerator, name).tolist() for name in ("val", "test")}
     info["predict_seconds"] = time.perf_counter() - start
     if accelerator.is_main_process:
-        write_json({"info": info, "preds": preds, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}, args.result)
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        write_json({"info": info, "preds": preds, "device": device}, args.result)
     accelerator.end_training()
 
 
@@ -113,8 +115,8 @@ def compare(ref: dict, run: dict, labels: dict[str, np.ndarray]) -> dict[str, fl
 def orchestrate(args: argparse.Namespace) -> None:
     sizes = {"train": args.n_train, "val": args.n_eval, "test": 2 * args.n_eval}
     me = [sys.executable, str(Path(__file__).resolve()), "worker"]
-    common = ["--arch", args.arch, "--precision", args.precision, "--lr", str(args.lr), "--head-lr", str(args.head_lr), "--epochs", str(args.epochs),
-              "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    common = ["--arch", args.arch, "--precision", args.precision, "--lr", str(args.lr), "--head-lr", str(args.head_lr),
+              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
     with tempfile.TemporaryDirectory(prefix="multi-gpu-") as tmp:
         tmp = Path(tmp)
         prepare(tmp, args.arch, sizes)

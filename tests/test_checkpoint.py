@@ -109,7 +109,8 @@ def test_sigkill_mid_save_leaves_the_previous_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
     for attempt in range(5):
         directory = tmp_path / f"ckpt{attempt}"
-        saver = subprocess.Popen([sys.executable, str(script), str(directory)], stdout=subprocess.PIPE, text=True, env=env)
+        saver = subprocess.Popen([sys.executable, str(script), str(directory)], stdout=subprocess.PIPE, text=True,
+                                 env=env)
         assert any(line.strip() == "3" for line in saver.stdout), "the saver died before its third save"
         os.kill(saver.pid, signal.SIGKILL)  # saving step 3 has just begun
         saver.wait()

@@ -1,13 +1,16 @@
 """Data-parallel training inside one job, on CPUs: two gloo processes started by the same launcher that a
 multi-GPU job uses train the same model as one process."""
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tiny_models import tiny_bert
-from w2s.distributed import is_main_process, main, run_distributed
+from w2s.distributed import PACKAGE_PARENT, is_main_process, launch_command, main, run_distributed
 
 
 def test_main_process_is_rank_zero_or_an_unlaunched_process(monkeypatch):
@@ -59,3 +62,56 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     assert list(one["id"]) == list(two["id"])
     assert np.allclose(one["soft_pred"], two["soft_pred"], atol=1e-5)
     assert one["soft_pred"].std() > 1e-3  # the model moved away from its constant start
+
+
+RESUME = """
+import json, sys
+from pathlib import Path
+import torch
+from accelerate import PartialState
+from test_train import toy, train_tiny
+from w2s.checkpoint import NAME
+from w2s.losses import build_loss
+from w2s.train import TrainConfig
+
+path, out = sys.argv[1], Path(sys.argv[2])
+cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, epochs=2, max_length=16,
+                  evals_per_epoch=2)
+run = lambda **kw: train_tiny(path, cfg, toy(1), toy(1).iloc[::2], build_loss("logconf", buffer_size=6), **kw)
+whole_model, whole = run()
+adamw_step, calls = torch.optim.AdamW.step, []
+class Killed(Exception):
+    pass
+def dying(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 5:  # inside step 5 of 6, one step after the checkpoint of step 4
+        raise Killed
+    return adamw_step(self, *args, **kwargs)
+torch.optim.AdamW.step = dying
+try:
+    run(checkpoint_dir=out, checkpoint_every=2)
+except Killed:
+    torch.optim.AdamW.step = adamw_step
+saved = torch.load(out / NAME, weights_only=False)
+resumed_model, resumed = run(checkpoint_dir=out, checkpoint_every=2)
+if PartialState().is_main_process:
+    want = dict(whole_model.named_parameters())
+    (out / "result.json").write_text(json.dumps({
+        "saved_step": saved["step"], "saved_processes": len(saved["processes"]),
+        "resumed_from": resumed["resumed_from_step"], "num_processes": resumed["num_processes"],
+        "same_history": resumed["history"] == whole["history"],
+        "same_params": all(torch.equal(p, want[n]) for n, p in resumed_model.named_parameters())}))
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_processes_killed_mid_training_resume_to_their_uninterrupted_result(tmp_path):
+    """Each process has its own dropout stream and loss buffer: the checkpoint holds both processes'."""
+    bert = str(tiny_bert(tmp_path / "bert"))  # with dropout
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE_PARENT), str(Path(__file__).parent)])}
+    subprocess.run(launch_command(2) + [str(script), bert, str(tmp_path / "ckpt")], check=True, env=env)
+    result = json.loads((tmp_path / "ckpt" / "result.json").read_text())
+    assert result == {"saved_step": 4, "saved_processes": 2, "resumed_from": 4, "num_processes": 2,
+                      "same_history": True, "same_params": True}

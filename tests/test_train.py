@@ -107,7 +107,8 @@ def recorded_gradients(monkeypatch) -> list[list[torch.Tensor]]:
 def train_tiny(path: str, cfg: TrainConfig, train: pd.DataFrame, val=None, loss_fn=None, seed=0, **kwargs):
     spec = ModelSpec("tiny", path)
     model, tokenizer, accelerator = load_classifier(spec), load_tokenizer(spec), make_accelerator()
-    info = train_classifier(model, tokenizer, train, val, loss_fn or build_loss("xent"), cfg, seed, accelerator, **kwargs)
+    loss_fn = loss_fn or build_loss("xent")
+    info = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator, **kwargs)
     return model, info
 
 
@@ -132,8 +133,10 @@ def test_accumulated_gradient_is_the_mean_gradient_of_the_effective_batch(tmp_pa
     first = next(BatchStream([len(t) for t in ids], 8, seed=0))
     logits = model(**collate([ids[i] for i in first], tokenizer.pad_token_id))
     build_loss("xent")(logits, torch.tensor(train["soft_label"].to_numpy()[first]), 0.0).backward()
-    by_hand = [p.grad for group in _optimizer(model, cfg, False).param_groups for p in group["params"] if p.grad is not None]
-    assert len(by_hand) == len(accumulated[0]) and all(torch.allclose(x, y, rtol=1e-4, atol=1e-7) for x, y in zip(accumulated[0], by_hand))
+    groups = _optimizer(model, cfg, False).param_groups
+    by_hand = [p.grad for group in groups for p in group["params"] if p.grad is not None]
+    assert len(by_hand) == len(accumulated[0])
+    assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-7) for x, y in zip(accumulated[0], by_hand))
 
 
 class AsProcess:

@@ -89,4 +89,6 @@ def restore_process_state(state: dict[str, Any], loss_fn: object, device: torch.
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and state["cuda"] is not None:
         torch.cuda.set_rng_state(state["cuda"], device)
-    vars(loss_fn).update(torch.load(io.BytesIO(state["loss"]), map_location=device, weights_only=False))
+    # Processes on CPUs may name their device "cpu:0", which torch.load does not accept as a location.
+    location = "cpu" if device.type == "cpu" else device
+    vars(loss_fn).update(torch.load(io.BytesIO(state["loss"]), map_location=location, weights_only=False))

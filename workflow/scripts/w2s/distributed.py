@@ -62,7 +62,8 @@ def run_distributed(stage: str, kwargs: dict[str, Any], num_processes: int) -> N
 
         getattr(w2s.stages, stage)(**kwargs)
         return
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}
+    paths = [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with tempfile.TemporaryDirectory(prefix="w2s-launch-") as tmp:
         kwargs_path = Path(tmp) / "kwargs.json"
         kwargs_path.write_text(json.dumps(kwargs, default=_jsonable))

@@ -201,6 +201,21 @@ def _backward(model, forward, loss_fn: Loss, ids, labels: torch.Tensor, batch: n
     return total
 
 
+def _run_id(cfg: TrainConfig, seed: int, loss_fn: Loss, trainable: dict[str, torch.Tensor], ids,
+            labels: torch.Tensor, val_ids, val_target: np.ndarray) -> str:
+    """A fingerprint of what fixes the training trajectory, so that only a checkpoint of this run is resumed.
+
+    The micro-batch and inference batch are left out: an out-of-memory retry changes them and should resume.
+    """
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("micro_batch_size", "eval_batch_size", "compile")}
+    settings.update(seed=seed, loss=type(loss_fn).__name__, params=[[n, list(p.shape)] for n, p in trainable.items()],
+                    loss_settings={k: v for k, v in vars(loss_fn).items()
+                                   if isinstance(v, (int, float, str, type(None)))})
+    return fingerprint(settings, np.fromiter(chain(*ids), dtype=np.int64), np.array([len(t) for t in ids]),
+                       labels.numpy(), np.fromiter(chain(*val_ids), dtype=np.int64), val_target)
+
+
 def train_classifier(
     model: Classifier,
     tokenizer: PreTrainedTokenizerBase,
@@ -239,12 +254,7 @@ def train_classifier(
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = _optimizer(model, cfg, on_gpu)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_frac * total_steps), total_steps)
-    # What fixes the trajectory; the micro-batch may change between attempts (out-of-memory retries).
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("micro_batch_size", "eval_batch_size", "compile")}
-    settings.update(seed=seed, loss=type(loss_fn).__name__, params=[[n, list(p.shape)] for n, p in trainable.items()],
-                    loss_settings={k: v for k, v in vars(loss_fn).items() if isinstance(v, (int, float, str, type(None)))})
-    run_id = fingerprint(settings, np.fromiter(chain(lengths, *ids), dtype=np.int64), labels.numpy(),
-                         np.fromiter(chain(*val_ids), dtype=np.int64), val_target)
+    run_id = _run_id(cfg, seed, loss_fn, trainable, ids, labels, val_ids, val_target)
 
     step, history, best, best_state, tokens, seconds_before = 0, [], None, None, 0, 0.0
     resumed = load_checkpoint(checkpoint_dir, run_id) if checkpoint_dir is not None else None
