@@ -25,5 +25,5 @@ rule all:
         "results/summary.csv",
         "results/aggregate.csv",
         expand("results/plots/w2s_results.{ext}", ext=["png", "pdf"]),
-        # Accuracy against strong-model size only means something with several strong models.
-        expand("results/plots/w2s_size.{ext}", ext=["png", "pdf"]) if len(config["strong_models"]) > 1 else [],
+        # Accuracy against strong-model size only means something with strong models of several sizes.
+        expand("results/plots/w2s_size.{ext}", ext=["png", "pdf"]) if SIZE_PLOT else [],

@@ -74,6 +74,15 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs
 
 
+def test_size_plot_only_for_strong_models_of_several_known_sizes(tmp_path):
+    sized = job_counts(snakemake(tmp_path, hub_config(tasks=["sciq"], seeds=[0]), "-n", "--quiet", "rules").stdout)
+    assert sized["size_plot"] == 1
+    config = hub_config(tasks=["sciq"], seeds=[0])
+    del config["models"]["gpt2-large"]["size"]
+    unsized = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    assert "size_plot" not in unsized and unsized["plots"] == 1
+
+
 def test_bootstrap_chain_steps_are_shared_by_strong_models(tmp_path):
     config = hub_config(tasks=["sciq"], seeds=[0], interventions={
         "xent": {"loss": "xent"}, "boot": {"bootstrap": {"via": ["gpt2-medium", "gpt2-large"]}}})

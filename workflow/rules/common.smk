@@ -57,6 +57,10 @@ wildcard_constraints:
     step=r"[1-9]\d*",
 
 
+STRONG_SIZES = [config["models"][s].get("size") for s in config["strong_models"]]
+SIZE_PLOT = None not in STRONG_SIZES and len(set(STRONG_SIZES)) > 1
+
+
 def model_entry(alias):
     return config["models"][alias]
 
