@@ -106,6 +106,15 @@ def test_every_preset_validates_and_plans_a_dag(tmp_path, preset):
     assert counts["cell_metrics"] == len(cells) * runs
 
 
+def test_gpu_model_becomes_a_resource_of_that_models_jobs_only(tmp_path):
+    config = hub_config(tasks=["sciq"], seeds=[0])
+    config["models"]["gpt2-large"]["gpu_model"] = "h100"
+    out = snakemake(tmp_path, config, "-n", "-p").stdout
+    ceilings = {"large" if "strong=gpt2-large" in job else "medium": job
+                for job in (block.split("rule ")[0] for block in out.split("rule train_ceiling:")[1:])}
+    assert "gpu_model=h100" in ceilings["large"] and "gpu_model=h100" not in ceilings["medium"]
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     proc = snakemake(tmp_path, hub_config(tasks=["sciq", "mnist"]), "-n", check=False)
     assert proc.returncode != 0

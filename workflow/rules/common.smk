@@ -57,6 +57,7 @@ wildcard_constraints:
     step=r"[1-9]\d*",
 
 
+GPU_MODELS = {alias: m["gpu_model"] for alias, m in config["models"].items() if "gpu_model" in m}
 STRONG_SIZES = [config["models"][s].get("size") for s in config["strong_models"]]
 SIZE_PLOT = None not in STRONG_SIZES and len(set(STRONG_SIZES)) > 1
 
@@ -120,6 +121,8 @@ def model_resources(alias_of):
         mem_mb=lambda wildcards: model_entry(alias(wildcards))["mem_mb"],
         runtime=lambda wildcards: model_entry(alias(wildcards))["runtime"],
         attempt=lambda wildcards, attempt: attempt,
+        # A typed GPU request under SLURM; "" (no type) for models that name none.
+        **({"gpu_model": lambda wildcards: model_entry(alias(wildcards)).get("gpu_model", "")} if GPU_MODELS else {}),
     )
 
 
