@@ -32,9 +32,10 @@ PROFILE = ROOT / "profiles" / "slurm"
 PROGRAMS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
 PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
 
-# Two students share each SLURM job. The plugin's jobstep runs a group's jobs one after another, each in its
-# own srun step, so a group needs the GPU of one job: with gpu scoped local, --resources gpu=1 makes every
-# layer of a group one job, and the group asks for 1 GPU and the sum of its students' runtimes.
+# The two students (one per intervention) share one SLURM job. The plugin's jobstep runs a group's jobs one
+# after another, each in its own srun step, so a group needs the GPU of one job: with gpu scoped local,
+# --resources gpu=1 makes every layer of a group one job, and the group asks for 1 GPU and the sum of its
+# students' runtimes.
 STUDENTS_PER_GROUP, GPUS_PER_GROUP = 2, 1
 GROUPING = ("--groups", "train_student=students", "--group-components", f"students={STUDENTS_PER_GROUP}",
             "--resources", f"gpu={GPUS_PER_GROUP}")
@@ -42,7 +43,7 @@ GROUPING = ("--groups", "train_student=students", "--group-components", f"studen
 THREADS = ("--cores", "2", "--max-threads", "2")
 GPU_RULES = {"train_ceiling", "activations", "train_student"}
 STRONG_RUNTIME_MIN = 30
-RUN_TIMEOUT_S = 1800
+RUN_TIMEOUT_S = 2400
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +79,19 @@ def finish(proc: subprocess.Popen, what: str) -> str:
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        # SIGTERM lets Snakemake scancel its SLURM jobs before it exits.
+        proc.terminate()
+        out, _ = proc.communicate(timeout=120)
         raise AssertionError(f"{what} did not finish within {RUN_TIMEOUT_S} s:\n{out[-5000:]}")
     assert proc.returncode == 0, f"{what} failed:\n{out[-8000:]}"
     return out
 
 
 def gpu_config(workdir: Path) -> dict:
+    """The tiny config with a strong model that asks for a GPU; one seed and one epoch keep it short."""
     config = tiny_config(workdir)
-    config["models"][config["strong_models"][0]].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
+    config["seeds"] = [0]
+    config["models"][config["strong_models"][0]].update(gpus=1, runtime=STRONG_RUNTIME_MIN, epochs=1)
     return config
 
 
@@ -107,8 +111,15 @@ def runs(slurm_conf, tmp_path_factory):
     started = datetime.now() - timedelta(minutes=1)
     slurm = launch(slurm_dir, slurm_config, slurm_args, slurm_env)
     local = launch(local_dir, gpu_config(local_dir), ["--cores", "2"], local_env)
-    slurm_out = finish(slurm, "the SLURM run")
-    finish(local, "the local run")
+    try:
+        slurm_out = finish(slurm, "the SLURM run")
+        finish(local, "the local run")
+    finally:
+        # A failed run must not leave the other one running past the test.
+        for proc in (slurm, local):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=120)
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_out)[1]
     # Local rules (the target rule `all` at least) run in Snakemake's own process, not through sbatch.
     local_rules = set(re.findall(r"^localrule (\w+):", slurm_out, re.MULTILINE))
@@ -201,7 +212,7 @@ def test_gpu_jobs_running_at_once_hold_different_gpus(runs):
     leases = [lease for rule in sorted(GPU_RULES) for lease in lease_intervals(runs.slurm_dir, rule)]
     overlapping = [(a, b) for i, a in enumerate(leases) for b in leases[i + 1:]
                    if a["start"] < b["end"] and b["start"] < a["end"]]
-    # The two seeds' ceilings are ready together and train side by side.
+    # The ceiling and the activations need the same inputs: they are submitted together and run side by side.
     assert overlapping, "no two GPU jobs ran at once"
     for a, b in overlapping:
         assert not a["devices"] & b["devices"], f"{a['log']} and {b['log']} held the same GPU at once"

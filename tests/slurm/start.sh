@@ -25,8 +25,12 @@ wait_for() {
     local what=$1 seconds=$2
     shift 2
     for ((i = 0; i < seconds * 5; i++)); do
-        # A client that cannot reach its daemon may retry for minutes; each probe gets a few seconds.
-        timeout 5 "$@" >/dev/null 2>&1 && return 0
+        if [[ $(type -t "$1") == function ]]; then
+            "$@" >/dev/null 2>&1 && return 0
+        else
+            # A client that cannot reach its daemon may retry for minutes; each probe gets a few seconds.
+            timeout 5 "$@" >/dev/null 2>&1 && return 0
+        fi
         sleep 0.2
     done
     die "$what did not come up within $seconds s; logs in $STATE/log"
