@@ -186,7 +186,7 @@ def intervals_for(summary, width=0.05):
     """An aggregate table for `summary`: seed means, with intervals of +-width around them."""
     keys = ["task", "weak", "strong", "intervention"]
     cols = {f"{r}_{m}": "mean" for r in ("weak", "ceiling", "student") for m in ("acc", "auroc")}
-    agg = summary.groupby(keys).agg(cols).reset_index().assign(n_seeds=2)
+    agg = summary.groupby(keys).agg({**cols, "pgr_acc": "mean", "pgr_auroc": "mean"}).reset_index().assign(n_seeds=2)
     for col in cols:
         agg[f"{col}_lo"], agg[f"{col}_hi"] = agg[col] - width, agg[col] + width
     return agg
@@ -236,3 +236,13 @@ def test_size_plot_needs_sizes_and_several_of_them():
         build_size_figure(sized_summary().assign(strong_size=np.nan))
     with pytest.raises(ValueError, match="at least two sizes"):
         build_size_figure(make_summary().assign(strong_size=110.0))
+
+
+def test_pgr_panel_uses_the_pgr_of_seed_means_when_intervals_are_given():
+    # Seed 1's gap is tiny, so its PGR (2.0) dominates the mean of per-seed PGRs but not the PGR of means.
+    base = {("t", 0): (0.70, 0.90), ("t", 1): (0.80, 0.81)}
+    summary = make_summary(base, {("t", "xent", 0): 0.72, ("t", "xent", 1): 0.82})
+    agg = intervals_for(summary).assign(pgr_acc=(0.77 - 0.75) / (0.855 - 0.75), pgr_auroc=0.0)
+    plain = drawn(build_figure(summary))["median|minilm|mpnet|xent"]
+    from_means = drawn(build_figure(summary, intervals=agg))["median|minilm|mpnet|xent"]
+    assert plain == pytest.approx([(0.1 + 2.0) / 2]) and from_means == pytest.approx([0.02 / 0.105])

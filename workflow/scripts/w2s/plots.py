@@ -59,7 +59,7 @@ def _check(summary: pd.DataFrame, metric: str) -> None:
 
 def _check_intervals(intervals: pd.DataFrame, metric: str) -> None:
     roles = ("weak", "ceiling", "student")
-    _require(intervals, PAIR + ["intervention", "n_seeds"]
+    _require(intervals, PAIR + ["intervention", "n_seeds", f"pgr_{metric}"]
              + [f"{r}_{metric}{end}" for r in roles for end in ("", "_lo", "_hi")], "aggregate table")
 
 
@@ -140,18 +140,28 @@ def _draw_task(ax: Axes, task: str, stats: pd.DataFrame, interventions: list[str
     ax.grid(axis="y", alpha=0.3)
 
 
-def pgr_stats(summary: pd.DataFrame, metric: str = "acc") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """PGR per task (mean over seeds) and its median across tasks, per (weak, strong, intervention)."""
+def pgr_stats(summary: pd.DataFrame, metric: str = "acc",
+              intervals: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PGR per task and its median across tasks, per (weak, strong, intervention).
+
+    Per task, PGR is the mean of the seeds' PGRs; with `intervals` (the aggregate table) it is the PGR of the
+    seed means, as in results/median_pgr.csv, which a seed with a tiny gap cannot dominate.
+    """
     _check(summary, metric)
-    per_task = (
-        summary.groupby(PAIR + ["intervention"], sort=False)[f"pgr_{metric}"].mean().rename("pgr").reset_index()
-    )
+    keys = PAIR + ["intervention"]
+    if intervals is not None:
+        _check_intervals(intervals, metric)
+        cells = summary[keys].drop_duplicates()
+        per_task = cells.merge(intervals, on=keys)[keys + [f"pgr_{metric}"]].rename(columns={f"pgr_{metric}": "pgr"})
+    else:
+        per_task = summary.groupby(keys, sort=False)[f"pgr_{metric}"].mean().rename("pgr").reset_index()
     median = per_task.groupby(["weak", "strong", "intervention"], sort=False)["pgr"].agg(["median", "size"])
     return per_task, median.rename(columns={"size": "n_tasks"}).reset_index()
 
 
-def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric: str) -> None:
-    per_task, median = pgr_stats(summary, metric)
+def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric: str,
+              intervals: pd.DataFrame | None) -> None:
+    per_task, median = pgr_stats(summary, metric, intervals)
     pairs = list(dict.fromkeys(zip(median.weak, median.strong)))
     shifts = np.linspace(-0.2, 0.2, len(pairs)) if len(pairs) > 1 else [0.0]
     pair_markers = ["o", "s", "^", "v", "D", "P", "X", "*"]
@@ -222,14 +232,15 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataF
     grid = fig.add_gridspec(nrows, ncols)
     for i, task in enumerate(tasks):
         _draw_task(fig.add_subplot(grid[divmod(i, ncols)]), task, stats, interventions, metric)
-    _draw_pgr(fig.add_subplot(grid[pgr_row, pgr_col:]), summary, interventions, metric)
+    _draw_pgr(fig.add_subplot(grid[pgr_row, pgr_col:]), summary, interventions, metric, intervals)
 
     handles = [Line2D([], [], color=WEAK_COLOR, marker="s", linestyle="--", label="weak supervisor (floor)")]
     handles += [Line2D([], [], linestyle="none", label=f"student: {name}", **_style(i))
                 for i, name in enumerate(interventions)]
     handles.append(Line2D([], [], color=CEILING_COLOR, marker="s", linestyle="-", label="strong ceiling (GT)"))
-    # About 2.3 inches per legend entry keeps long intervention names from running off the figure.
-    ncol = max(1, min(len(handles), int(fig.get_figwidth() // 2.3)))
+    # An inch per 10 characters of the longest label keeps long intervention names from running off the figure.
+    longest = max(len(h.get_label()) for h in handles)
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() * 10 // (longest + 4))))
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
     bars = ("95% bootstrap interval over seeds and test examples" if intervals is not None
             else "min–max over seeds")
