@@ -213,7 +213,8 @@ def test_finetune_then_probe_reads_ground_truth_from_the_finetuned_features(toy,
         preds = pd.read_parquet(wrong[split])
         labels[name] = tmp_path / f"labels_{name}.parquet"
         table.merge(preds, on="id").rename(columns={"soft_pred": "soft_label"}).to_parquet(labels[name])
-    cell = intervention_cells({"ft": {"saliency": {"finetune": True, "probe_labels": "ground_truth"}}})["ft"]
+    cell = intervention_cells({"ft": {"saliency": {"finetune": True, "probe_labels": "ground_truth",
+                                                   "C": [0.1, 1.0]}}})["ft"]
     out = {"test": tmp_path / "ft_test.parquet", "info": tmp_path / "ft.json"}
     finetune_probe_stage(labels, split_paths, wrong, "tiny", entry, model, train_section, cell.record(), 0, out)
     assert _test_accuracy(split_paths, out["test"]) > 0.9

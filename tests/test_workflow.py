@@ -1,6 +1,7 @@
 """The real Snakemake DAG: dry runs of its shape, the linter, and one end-to-end run on a tiny config."""
 from __future__ import annotations
 
+import copy
 import re
 
 import pandas as pd
@@ -141,7 +142,7 @@ def test_end_to_end_tiny_config(tmp_path):
     """Every intervention kind on the tiny config (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
     config = {**tiny_config(tmp_path), "interventions": ALL_INTERVENTIONS}
     snakemake(tmp_path, config, "--cores", "2")
-    names = set(intervention_cells(validate_config(dict(config))["interventions"]))
+    names = set(intervention_cells(validate_config(copy.deepcopy(config))["interventions"]))
 
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
     assert len(summary) == 2 * len(names) and set(summary["intervention"]) == names
