@@ -27,6 +27,21 @@ def test_defaults_are_filled_in():
     assert cfg["models"]["minilm"]["lora"]["enabled"] is False
 
 
+def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
+    """Rules pass entries as params, and Snakemake compares params as written: a reordered or spelled-out
+    entry must not read as a changed one, or every job it touches would rerun."""
+    plain = validate_config(default_config())
+    spelled = default_config()
+    spelled["models"]["mpnet"] = {"pooling": "auto", **dict(reversed(list(spelled["models"]["mpnet"].items())))}
+    spelled["interventions"]["knn_filter"]["probe"] = dict(reversed(list(
+        spelled["interventions"]["knn_filter"]["probe"].items())))
+    spelled = validate_config(spelled)
+    for section in ("models", "interventions", "train"):
+        assert repr(spelled[section]) == repr(plain[section]), section
+    # The order of the interventions themselves is the user's (it orders the plots) and stays.
+    assert list(plain["interventions"]) == list(default_config()["interventions"])
+
+
 @pytest.mark.parametrize(
     "mutate, expected",
     [
@@ -37,6 +52,7 @@ def test_defaults_are_filled_in():
         (lambda c: c.update(seeds=[0, "a"]), r"'seeds\[1\]': 'a' is not of type 'integer'"),
         (lambda c: c["models"]["mpnet"].update(pooling="max"), r"'models.mpnet.pooling': 'max' is not allowed; choose"),
         (lambda c: c["models"]["mpnet"].update(micro_batch_size=5), r"micro_batch_size': 5 must divide batch_size"),
+        (lambda c: c["models"]["mpnet"].update(gpu_model="a100"), r"'models.mpnet.gpu_model': 'a100' is a GPU type"),
         (lambda c: c.update(epochs=3), r"'<top level>'.*'epochs' was unexpected.*allowed keys: .*headline_metric"),
         (lambda c: c["interventions"].update(bad={"loss": "mse"}), r"'interventions.bad.loss': 'mse' is not allowed"),
         (lambda c: c["models"]["mpnet"].update(path="/no/such/model", offline_package=None) or

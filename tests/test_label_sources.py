@@ -220,3 +220,26 @@ def test_finetune_then_probe_reads_ground_truth_from_the_finetuned_features(toy,
     assert _test_accuracy(split_paths, out["test"]) > 0.9
     info = json.loads(out["info"].read_text())
     assert info["features"] == "finetuned student" and info["probe_labels"] == "ground_truth"
+
+
+def test_finetuned_features_batched_equal_one_at_a_time(toy):
+    """The features a finetune-then-probe cell fits on: padded, length-sorted batches must give every text
+    the features it has alone, in input order."""
+    import torch
+
+    from w2s.jobs import TrainedModel
+    from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
+    from w2s.train import TrainConfig, make_accelerator
+
+    root, model_path, entry, train_section, split_paths = toy
+    spec = ModelSpec.from_config("tiny", entry, model_path)
+    model, tokenizer = load_classifier(spec), load_tokenizer(spec)
+    trained = TrainedModel(model, tokenizer, make_accelerator(), TrainConfig(eval_batch_size=4, max_length=16))
+    texts = ["good", "awful film 12 was not good at all", "great film", "bad", "the film is great 7"]
+    batched = trained.features(texts)
+    model.eval()
+    with torch.no_grad():
+        alone = [model.features(**{k: v for k, v in tokenizer(t, return_tensors="pt").items()
+                                   if k in ("input_ids", "attention_mask")})[0].numpy() for t in texts]
+    assert batched.shape == (5, 32)
+    np.testing.assert_allclose(batched, np.stack(alone), atol=1e-5)

@@ -74,7 +74,22 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     problems = _cross_reference_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    for section in ("models", "interventions"):
+        config[section] = {name: _canonical(entry) for name, entry in config[section].items()}
+    for section in ("splits", "train", "activations"):
+        config[section] = _canonical(config[section])
     return config
+
+
+def _canonical(value: Any) -> Any:
+    """Mappings with their keys sorted, at every depth. Rules pass config entries as params, and Snakemake
+    reruns a job whose params read differently: without this, writing out a default or reordering keys in
+    the YAML would retrain every model it touches."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
@@ -104,6 +119,11 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
             problems.append(
                 f"config key 'models.{alias}.path': local model directory {path!r} does not exist; give an "
                 "existing directory or a Hugging Face hub id such as 'openai-community/gpt2'"
+            )
+        if model.get("gpu_model") and model["gpus"] < 1:
+            problems.append(
+                f"config key 'models.{alias}.gpu_model': {model['gpu_model']!r} is a GPU type but gpus is 0; "
+                "set gpus >= 1 or remove gpu_model"
             )
         if model["micro_batch_size"] > model["batch_size"] or model["batch_size"] % model["micro_batch_size"]:
             problems.append(

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 LABEL_SOURCES = ("probe", "s2s", "bootstrap", "ensemble", "saliency")
-# Label sources whose students are finetuned models that can relabel strong_train for a next student.
-RELABELLING_KINDS = ("weak", "probe", "bootstrap", "ensemble", "s2s")
+# Cells an s2s chain may start from: finetuned students (another s2s entry would make chains of chains).
+S2S_START_KINDS = ("weak", "probe", "bootstrap", "ensemble")
 # Replica r of a weak model trains on the same split as the shared weak model, from another seed.
 REPLICA_SEED_STRIDE = 1000
 
@@ -108,7 +108,7 @@ def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str
             start = entry["s2s"]["from"]
             if start not in interventions:
                 out.append(f"config key '{at}.s2s.from': {start!r} is not an intervention (defined: {', '.join(interventions)})")
-            elif kind_of(interventions[start]) not in RELABELLING_KINDS or kind_of(interventions[start]) == "s2s":
+            elif kind_of(interventions[start]) not in S2S_START_KINDS:
                 out.append(f"config key '{at}.s2s.from': {start!r} has no finetuned student to relabel with; start from an "
                            "intervention that finetunes on weak, probe, ensemble or bootstrap labels")
             clashes = [n for n in (iteration_name(name, k) for k in range(1, entry["s2s"].get("iterations", 1) + 1))

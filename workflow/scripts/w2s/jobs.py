@@ -21,10 +21,10 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from w2s.atomic import atomic_path
-from w2s.batching import iterate, sorted_batches, tokenize
+from w2s.batching import tokenize
 from w2s.losses import build_loss
 from w2s.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
-from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+from w2s.train import TrainConfig, infer_token_ids, make_accelerator, predict_proba, train_classifier
 
 log = logging.getLogger(__name__)
 LABEL_COLUMNS = ["id", "text", "soft_label"]
@@ -82,21 +82,11 @@ class TrainedModel:
                           self.cfg.max_length, self.accelerator, name)
         return pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
 
-    @torch.inference_mode()
     def features(self, texts: list[str]) -> np.ndarray:
         """The pooled final-layer features the head reads, one row per text in input order."""
-        self.model.eval()
         ids = tokenize(self.tokenizer, texts, self.cfg.max_length)
-        out = None
-        batches = sorted_batches([len(t) for t in ids], self.cfg.eval_batch_size)
-        for idx, batch in iterate(ids, batches, self.tokenizer.pad_token_id):
-            batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-            with self.accelerator.autocast():
-                feats = self.accelerator.unwrap_model(self.model).features(**batch).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(ids), feats.shape[1]), dtype=np.float32)
-            out[idx] = feats
-        return out
+        return infer_token_ids(self.model, ids, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
+                               self.accelerator, "features", lambda module, batch: module.features(**batch))
 
     def save(self, save_dir: str | os.PathLike) -> None:
         self.tokenizer.save_pretrained(save_dir)

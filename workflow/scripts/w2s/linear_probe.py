@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from w2s.metrics import soft_cross_entropy
 from w2s.probes import fit_soft_logreg
-
-
-def soft_cross_entropy(p: np.ndarray, target: np.ndarray) -> float:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return float(-(target * np.log(p) + (1 - target) * np.log(1 - p)).mean())
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -23,7 +19,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
     scores, best = {}, None
     for C in Cs:
         model = fit_soft_logreg(train_x, np.asarray(train_y, dtype=np.float64), C=C, max_iter=max_iter)
-        scores[C] = soft_cross_entropy(model.predict_proba(val_x)[:, 1], np.asarray(val_y, dtype=np.float64))
+        scores[C] = soft_cross_entropy(val_y, model.predict_proba(val_x)[:, 1])
         if best is None or scores[C] < scores[best[0]]:
             best = (C, model)
     return best[1], best[0], scores

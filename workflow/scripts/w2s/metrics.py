@@ -19,6 +19,13 @@ def auroc(labels: np.ndarray, p1: np.ndarray) -> float:
     return float(roc_auc_score(labels, p1))
 
 
+def soft_cross_entropy(target: np.ndarray, p1: np.ndarray) -> float:
+    """Mean cross-entropy of predicted p(class 1) against soft (or hard) target probabilities."""
+    p1 = np.clip(np.asarray(p1, dtype=np.float64), 1e-7, 1 - 1e-7)
+    target = np.asarray(target, dtype=np.float64)
+    return float(-(target * np.log(p1) + (1 - target) * np.log(1 - p1)).mean())
+
+
 def pgr(student: float, weak: float, ceiling: float) -> float:
     """(student - weak) / (ceiling - weak); NaN when the ceiling does not differ from the weak model,
     because the gap to recover is then empty and any ratio would be noise."""

@@ -156,7 +156,7 @@ def bootstrap_step_stage(split_paths: Mapping[str, PathLike], label_preds: Mappi
     train, val = (weak_label_table(splits[n], prev[n]) for n in ("strong_train", "val"))
     predict_on = {n: splits[n][["id", "text"]] for n in ("strong_train", "val", "test")}
     preds, info = train_and_predict(spec, cfg, train, val, predict_on, seed, cell.loss, cell.loss_params,
-                                    checkpoint_dir=_checkpoint_dir(outputs))
+                                    save_dir=_save_dir(train_section, outputs), checkpoint_dir=_checkpoint_dir(outputs))
     _publish(preds, {"role": "bootstrap_step", "step": step, "intervention": intervention, **info}, outputs)
 
 

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmu
 from w2s.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
 from w2s.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.losses import Loss
+from w2s.metrics import soft_cross_entropy
 from w2s.modeling import Classifier
 
 log = logging.getLogger(__name__)
@@ -87,13 +89,14 @@ def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim
 
 
 @torch.inference_mode()
-def predict_token_ids(
-    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str
+def infer_token_ids(
+    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str,
+    output: Callable[[Classifier, dict], torch.Tensor],
 ) -> np.ndarray:
-    """p(class 1) for every tokenized example, in input order.
+    """`output(module, batch)` (one row per example) for every tokenized example, in input order.
 
-    Under several processes each predicts its share and every process returns all predictions, so that
-    model selection and outputs agree across processes.
+    Under several processes each computes its share and every process returns all rows, so that model
+    selection and outputs agree across processes.
     """
     # The bare module: a DDP wrapper would synchronise buffers at every forward, and processes holding
     # shares of different sizes make different numbers of forwards.
@@ -102,19 +105,37 @@ def predict_token_ids(
     lengths = np.array([len(t) for t in ids], dtype=np.int64)
     # Dealt out longest first, so that every process gets about the same number of tokens.
     mine = np.argsort(-lengths, kind="stable")[accelerator.process_index::accelerator.num_processes]
-    p = np.empty(len(mine), dtype=np.float64)
+    rows = None
     batches = sorted_batches(lengths[mine], batch_size)
     bar = tqdm(iterate([ids[i] for i in mine], batches, pad_id), total=len(batches), desc=desc, leave=False,
                disable=not accelerator.is_main_process)
     for pos, batch in bar:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            logits = module(**batch)
-        p[pos] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
-    out = np.empty(len(ids), dtype=np.float64)
-    for idx, values in gather_object([(mine, p)]):
+            values = output(module, batch).float().cpu().numpy()
+        if rows is None:
+            rows = np.empty((len(mine), *values.shape[1:]), dtype=values.dtype)
+        rows[pos] = values
+    out = None
+    for idx, values in gather_object([(mine, rows)]):
+        if values is None:
+            continue
+        if out is None:
+            out = np.empty((len(ids), *values.shape[1:]), dtype=values.dtype)
         out[idx] = values
-    return out
+    # Only an empty input leaves nothing gathered.
+    return np.empty(0) if out is None else out
+
+
+def _p_class1(module: Classifier, batch: dict) -> torch.Tensor:
+    return torch.softmax(module(**batch).float(), dim=-1)[:, 1]
+
+
+def predict_token_ids(
+    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str
+) -> np.ndarray:
+    """p(class 1) for every tokenized example, in input order (float64)."""
+    return infer_token_ids(model, ids, pad_id, batch_size, accelerator, desc, _p_class1).astype(np.float64)
 
 
 def predict_proba(
@@ -134,8 +155,7 @@ def predict_proba(
 def _evaluate(model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, cfg: TrainConfig,
               accelerator) -> dict[str, float]:
     p = predict_token_ids(model, val_ids, pad_id, cfg.eval_batch_size, accelerator, "val")
-    pc = np.clip(p, 1e-7, 1 - 1e-7)
-    loss = float(-(target * np.log(pc) + (1 - target) * np.log(1 - pc)).mean())
+    loss = soft_cross_entropy(target, p)
     acc = float(((p > 0.5) == (target > 0.5)).mean())
     return {"val_loss": loss, "val_acc": acc}
 
