@@ -7,10 +7,12 @@ cluster that cannot be brought up fails this test; elsewhere missing packages sk
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +23,8 @@ import pytest
 import yaml
 
 from test_workflow import job_counts
-from tiny_workflow import ROOT, SNAKEMAKE, tiny_config
+from tiny_workflow import LONG_CEILING, LONG_CEILING_STEPS, ROOT, SNAKEMAKE, long_ceiling_config, tiny_config
+from w2s.checkpoint import NAME as CHECKPOINT_FILE
 from w2s.gpu_lease import parse_record
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
@@ -87,6 +90,22 @@ def finish(proc: subprocess.Popen, what: str) -> str:
     return out
 
 
+def stop_unfinished(*procs: subprocess.Popen) -> None:
+    """A failed run must not leave the other one running past the test."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=120)
+
+
+def environments(slurm_conf: str, local_dir: Path) -> tuple[dict, dict]:
+    """The environments of a run submitted to the test cluster and of a local run of the same config."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
+    # No GPU here: the local run leases a stand-in device so that its config can equal the SLURM run's.
+    return ({**base, "SLURM_CONF": slurm_conf, "PYTHONUNBUFFERED": "1"},
+            {**base, "CUDA_VISIBLE_DEVICES": "0", "W2S_GPU_LOCK_DIR": str(local_dir / "gpu-locks")})
+
+
 def gpu_config(workdir: Path) -> dict:
     """The tiny config with a strong model that asks for a GPU; one seed and one epoch keep it short."""
     config = tiny_config(workdir)
@@ -100,10 +119,7 @@ def runs(slurm_conf, tmp_path_factory):
     """The same config run twice at once: submitted to SLURM through the profile, and locally."""
     slurm_dir, local_dir = tmp_path_factory.mktemp("slurm-run"), tmp_path_factory.mktemp("local-run")
     slurm_args = ["--workflow-profile", str(PROFILE), *THREADS, *GROUPING]
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
-    slurm_env = {**base_env, "SLURM_CONF": slurm_conf, "PYTHONUNBUFFERED": "1"}
-    # No GPU here: the local run leases a stand-in device so that its config can equal the SLURM run's.
-    local_env = {**base_env, "CUDA_VISIBLE_DEVICES": "0", "W2S_GPU_LOCK_DIR": str(local_dir / "gpu-locks")}
+    slurm_env, local_env = environments(slurm_conf, local_dir)
 
     slurm_config = gpu_config(slurm_dir)
     planned = job_counts(finish(launch(slurm_dir, slurm_config, [*slurm_args, "-n", "--quiet", "rules"], slurm_env),
@@ -115,11 +131,7 @@ def runs(slurm_conf, tmp_path_factory):
         slurm_out = finish(slurm, "the SLURM run")
         finish(local, "the local run")
     finally:
-        # A failed run must not leave the other one running past the test.
-        for proc in (slurm, local):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.communicate(timeout=120)
+        stop_unfinished(slurm, local)
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_out)[1]
     # Local rules (the target rule `all` at least) run in Snakemake's own process, not through sbatch.
     local_rules = set(re.findall(r"^localrule (\w+):", slurm_out, re.MULTILINE))
@@ -224,3 +236,65 @@ def test_summary_equals_the_local_runs(runs):
                     for d in (runs.slurm_dir, runs.local_dir))
     assert len(slurm) == len(local) > 0
     pd.testing.assert_frame_equal(slurm, local, check_exact=True)
+
+
+def slurm(*args: str, env: dict) -> str:
+    return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path} appeared:\n{proc.stdout.read()[-5000:]}"
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def wait_until_requeued(job_id: str, env: dict, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while slurm("squeue", "-h", "-j", job_id, "-o", "%T", env=env).strip() != "PENDING":
+        assert time.monotonic() < deadline, f"job {job_id} was not preempted and requeued within {timeout_s} s"
+        time.sleep(0.2)
+
+
+def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slurm_conf, tmp_path):
+    """A job on the higher-tier partition preempts a running ceiling; SLURM requeues it, Snakemake waits for
+    it, and the job resumes from its checkpoint and ends exactly as an uninterrupted local run."""
+    slurm_dir, local_dir = tmp_path / "slurm-run", tmp_path / "local-run"
+    slurm_dir.mkdir()
+    local_dir.mkdir()
+    slurm_env, local_env = environments(slurm_conf, local_dir)
+    configs = {}
+    for workdir in (slurm_dir, local_dir):
+        configs[workdir] = long_ceiling_config(workdir)
+        configs[workdir]["models"]["tiny_strong"].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
+    target = f"{LONG_CEILING}/test.parquet"
+
+    run = launch(slurm_dir, configs[slurm_dir], ["--workflow-profile", str(PROFILE), *THREADS, target], slurm_env)
+    local = launch(local_dir, configs[local_dir], ["--cores", "2", target], local_env)
+    try:
+        wait_for_file(slurm_dir / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
+        (job_id,) = [line.split("|")[0] for line in slurm("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
+                     if line.split("|")[1].startswith("rule_train_ceiling")]
+        # All of the node: SLURM must take it from the ceiling's job, and the preemption mode requeues that job.
+        slurm("sbatch", "--partition", "urgent", "--exclusive", "--output", "/dev/null", "--wrap", "sleep 1",
+              env=slurm_env)
+        wait_until_requeued(job_id, slurm_env)
+        # SLURM holds a requeued job back for two minutes (its begin time); release it at once to save time.
+        slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now", env=slurm_env)
+        finish(run, "the SLURM run")
+        finish(local, "the local run")
+    finally:
+        stop_unfinished(run, local)
+
+    # Every start of the job is a record of its own: one preempted, then the one that completed.
+    states = slurm("sacct", "-j", job_id, "--duplicates", "-X", "--parsable2", "--noheader", "--format", "State",
+                   env=slurm_env).split()
+    assert states[-1] == "COMPLETED" and "PREEMPTED" in states[:-1], states
+    info = json.loads((slurm_dir / LONG_CEILING / "info.json").read_text())
+    assert 0 < info["resumed_from_step"] < LONG_CEILING_STEPS
+    assert not (slurm_dir / LONG_CEILING / "checkpoint").exists()
+    reference = json.loads((local_dir / LONG_CEILING / "info.json").read_text())
+    assert reference["resumed_from_step"] == 0 and info["history"] == reference["history"]
+    pd.testing.assert_frame_equal(pd.read_parquet(slurm_dir / target), pd.read_parquet(local_dir / target),
+                                  check_exact=True)

@@ -63,3 +63,17 @@ def tiny_config(workdir: Path) -> dict:
         "splits": {"weak_train": 48, "strong_train": 64, "val": 32, "test": 64, "balance": True},
         "hub_offline": True,
     }
+
+
+# A ceiling that trains long enough for a test to kill or preempt it halfway: the tiny model as the strong
+# model too, 4 optimiser steps per epoch (64 examples, batch 16) and a checkpoint at every epoch's evaluation.
+LONG_CEILING = "results/sms_spam/seed0/ceiling/tiny_strong"
+LONG_CEILING_STEPS = 400
+
+
+def long_ceiling_config(workdir: Path) -> dict:
+    config = tiny_config(workdir)
+    config["seeds"] = [0]
+    config["strong_models"] = ["tiny_strong"]
+    config["models"]["tiny_strong"] = {**config["models"]["tiny"], "epochs": LONG_CEILING_STEPS // 4}
+    return config
