@@ -15,8 +15,10 @@ killed) is taken to end when its log was last written; the table marks those end
 The records say what each job held. What the jobs really ran on can be checked too: --gpu-samples reads
 lines `unix_time, pid, gpu_uuid` (nvidia-smi --query-compute-apps=pid,gpu_uuid sampled during the run,
 each line prefixed with the time) and flags every process seen on a GPU that it had not leased by then.
-It also counts the moments a process was still seen on its GPU after its lease ended (see
-`classify_samples`).
+A job leased k > 1 GPUs trains in k data-parallel worker processes that hold no lease of their own; a
+process without a lease is accepted only while a multi-GPU lease covers the GPU it is seen on (nvidia-smi
+gives no parent pid, so this checks where and when workers ran, not whose they were). It also counts the
+moments a process was still seen on its GPU after its lease ended (see `classify_samples`).
 """
 from __future__ import annotations
 
@@ -157,21 +159,34 @@ class Lingering:
     other_holder: Lease | None
 
 
-def classify_samples(leases: list[Lease], samples: list[GpuSample]) -> tuple[list[GpuSample], list[Lingering]]:
-    """Split the samples that a lease does not cover at their time into two kinds.
+@dataclass(frozen=True)
+class Classified:
+    unleased: list[GpuSample]
+    lingering: list[Lingering]
+    workers: list[GpuSample]
 
-    Unleased: a process on a GPU it never leased, or before its lease began (it touched the device
-    first). Lingering: a process still on its GPU after its lease ended, with the job that held the GPU
-    then, if any. A `lease_gpus` block ends before its process exits and the CUDA context lives until the
-    exit, so a finished job's context and the next job's may share a device for that moment.
+
+def classify_samples(leases: list[Lease], samples: list[GpuSample]) -> Classified:
+    """Sort out the samples that their own process's lease does not cover at their time.
+
+    Workers: a process that holds no lease, seen on a GPU while a lease of several GPUs covers that GPU
+    (a data-parallel worker of that job). Unleased: any other process on a GPU it never leased, or before its
+    lease began (it touched the device first). Lingering: a process still on its GPU after its lease ended,
+    with the job that held the GPU then, if any. A `lease_gpus` block ends before its process exits and the
+    CUDA context lives until the exit, so a finished job's context and the next job's may share a device
+    for that moment.
     """
     by_pid: dict[int, list[Lease]] = {}
     for lease in leases:
         by_pid.setdefault(lease.pid, []).append(lease)
-    unleased, lingering = [], []
+    unleased, lingering, workers = [], [], []
     for sample in samples:
         own = [lease for lease in by_pid.get(sample.pid, []) if sample.uuid in lease.uuids]
         if any(lease.start <= sample.time <= lease.end for lease in own):
+            continue
+        if sample.pid not in by_pid and any(len(lease.uuids) > 1 and sample.uuid in lease.uuids
+                                            and lease.start <= sample.time <= lease.end for lease in leases):
+            workers.append(sample)
             continue
         ended = [lease.end for lease in own if lease.end < sample.time]
         if not ended:
@@ -180,7 +195,7 @@ def classify_samples(leases: list[Lease], samples: list[GpuSample]) -> tuple[lis
         other = next((lease for lease in leases if lease.pid != sample.pid and sample.uuid in lease.uuids
                       and lease.start <= sample.time <= lease.end), None)
         lingering.append(Lingering(sample, (sample.time - max(ended)).total_seconds(), other))
-    return unleased, lingering
+    return Classified(unleased, lingering, workers)
 
 
 def _seen_on(lease: Lease, samples: list[GpuSample]) -> str:
@@ -235,12 +250,19 @@ def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None 
     else:
         lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
     if sampled:
-        stray, lingering = classify_samples(leases, samples)
+        found = classify_samples(leases, samples)
+        stray, lingering = found.unleased, found.lingering
         lines.append(
             f"- nvidia-smi samples: {len(samples)} (process, GPU) observations; "
             + (f"UNLEASED USE: {len(stray)}, e.g. pid {stray[0].pid} on {stray[0].uuid}" if stray
-               else "every process seen on a GPU held a lease on that GPU when first seen there")
+               else "every process seen on a GPU held a lease on that GPU when first seen there, or ran "
+                    "inside a multi-GPU lease of that GPU")
         )
+        if found.workers:
+            lines.append(
+                f"- data-parallel workers: {len({w.pid for w in found.workers})} process(es) without a lease of "
+                f"their own, {len(found.workers)} observation(s), each inside a multi-GPU lease of its GPU"
+            )
         if lingering:
             shared = sum(1 for item in lingering if item.other_holder is not None)
             lines.append(
@@ -266,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text, end="")
     if args.out:
         args.out.write_text(text)
-    return 1 if conflicts(leases) or (samples and classify_samples(leases, samples)[0]) else 0
+    return 1 if conflicts(leases) or (samples and classify_samples(leases, samples).unleased) else 0
 
 
 if __name__ == "__main__":

@@ -450,6 +450,21 @@ def test_peak_concurrency_counts_jobs_and_gpus():
     assert (most_gpus.gpus, most_gpus.jobs, most_gpus.at) == (3, 2, T0 + timedelta(seconds=3))
 
 
+def test_processes_without_a_lease_count_only_inside_a_multi_gpu_lease_of_their_gpu():
+    leases = [synthetic("pair", 0, 10, ["GPU-1", "GPU-2"]), synthetic("single", 0, 10, ["GPU-3"])]
+
+    def seen(seconds, pid, uuid):
+        return proof.GpuSample(T0 + timedelta(seconds=seconds), pid, uuid)
+
+    workers = [seen(5, 50, "GPU-1"), seen(5, 51, "GPU-2")]
+    # On a one-GPU job's device, on a GPU the pair did not lease, and after the pair's lease ended.
+    strays = [seen(5, 52, "GPU-3"), seen(5, 53, "GPU-4"), seen(11, 50, "GPU-1")]
+    found = proof.classify_samples(leases, [seen(5, 1, "GPU-1"), *workers, *strays])
+    assert found.workers == workers
+    assert found.unleased == strays
+    assert found.lingering == []
+
+
 def write_log(path, lines):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"2026-01-01 00:00:00,000 INFO w2s.gpu_lease: {line}\n" for line in lines))
@@ -536,9 +551,11 @@ def test_proof_flags_a_process_seen_on_a_gpu_it_did_not_lease(tmp_path, capsys):
     assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 0
     assert "| GPU-2 |" in capsys.readouterr().out
     with samples.open("a") as out:
-        out.write(f"{t + 1}, 7, GPU-3, 500 MiB\n{t + 1}, 99, GPU-1, 10 MiB\n{t - 3}, 7, GPU-1, 10 MiB\n")
-    stray, lingering = proof.classify_samples(proof.read_leases(logs), proof.read_gpu_samples(samples))
-    # A GPU it never leased, another job's process, and its own GPU before its lease began.
+        out.write(f"{t + 1}, 7, GPU-3, 500 MiB\n{t + 3}, 99, GPU-1, 10 MiB\n{t - 3}, 7, GPU-1, 10 MiB\n")
+    found = proof.classify_samples(proof.read_leases(logs), proof.read_gpu_samples(samples))
+    stray, lingering = found.unleased, found.lingering
+    # A GPU it never leased, a process without a lease once no lease held that GPU, and its own GPU before
+    # its lease began.
     assert [(s.pid, s.uuid) for s in stray] == [(7, "GPU-3"), (99, "GPU-1"), (7, "GPU-1")]
     assert lingering == []
     assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 1
@@ -556,7 +573,8 @@ def test_proof_reports_a_context_lingering_after_release(tmp_path, capsys):
     samples.write_text(f"{t + 2}, 7, GPU-1, 9 MiB\n{t + 4.2}, 7, GPU-1, 9 MiB\n{t + 5}, 7, GPU-1, 9 MiB\n"
                        f"{t + 5}, 8, GPU-1, 9 MiB\n")
     leases = proof.read_leases(logs)
-    stray, lingering = proof.classify_samples(leases, proof.read_gpu_samples(samples))
+    found = proof.classify_samples(leases, proof.read_gpu_samples(samples))
+    stray, lingering = found.unleased, found.lingering
     assert stray == []
     assert [(round(item.seconds_after_release, 3), item.other_holder and item.other_holder.lease)
             for item in lingering] == [(0.2, None), (1.0, "b")]

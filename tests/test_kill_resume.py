@@ -1,6 +1,7 @@
-"""A training job SIGKILLed in the middle of a real Snakemake run, Snakemake with it (as when a node dies):
-nothing looks finished, and the rerun resumes from the job's last checkpoint and ends exactly where an
-uninterrupted run ends."""
+"""Training jobs killed in the middle of a real Snakemake run. With Snakemake (as when a node dies): nothing
+looks finished, and the rerun resumes from the job's last checkpoint and ends exactly where an uninterrupted
+run ends. Alone (as when CUDA runs out of memory): Snakemake retries the job with half the micro-batch, and
+the retry resumes from the checkpoint."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,22 +25,40 @@ TARGET = f"{LONG_CEILING}/test.parquet"
 ARGS = ("--cores", "2", TARGET)
 
 
-def start(workdir, config) -> subprocess.Popen:
+def start(workdir, config, *args: str) -> subprocess.Popen:
     path = workdir / "test-config.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *ARGS, "--configfile", str(path), "--replace-workflow-config"]
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), *ARGS, *args, "--configfile", str(path),
+           "--replace-workflow-config"]
     # A session of its own, so that one killpg takes Snakemake and the job it runs, and nothing else.
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def kill_at_first_checkpoint(proc: subprocess.Popen, checkpoint, timeout_s: float = 600) -> None:
+def wait_for_checkpoint(proc: subprocess.Popen, checkpoint, timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while not checkpoint.exists():
         assert proc.poll() is None, "the run ended before its ceiling wrote a checkpoint"
         assert time.monotonic() < deadline, "no checkpoint within the time limit"
         time.sleep(0.02)
+
+
+def kill_at_first_checkpoint(proc: subprocess.Popen, checkpoint) -> None:
+    wait_for_checkpoint(proc, checkpoint)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def rule_script_process(session: int, script: str) -> int:
+    """The pid of the process of `session` that runs the rule script `script` (Snakemake runs a copy of it)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == session and script in (entry / "cmdline").read_bytes().decode():
+                return int(entry.name)
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+    raise AssertionError(f"no process runs {script}")
 
 
 def test_sigkilled_training_job_resumes_from_its_checkpoint_on_rerun(tmp_path):
@@ -70,3 +90,20 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint_on_rerun(tmp_path):
     assert info["history"] == uninterrupted["history"]
     pd.testing.assert_frame_equal(pd.read_parquet(killed / TARGET), pd.read_parquet(reference / TARGET),
                                   check_exact=True)
+
+
+def test_a_training_job_that_dies_is_retried_with_half_the_micro_batch_and_resumes(tmp_path):
+    config = long_ceiling_config(tmp_path)
+    micro_batch = config["models"]["tiny_strong"]["micro_batch_size"]
+    checkpoint = tmp_path / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE
+    run = start(tmp_path, config, "--retries", "1")
+    wait_for_checkpoint(run, checkpoint)
+    os.kill(rule_script_process(run.pid, "train_ceiling.py"), signal.SIGKILL)
+    assert run.wait(timeout=600) == 0
+
+    info = json.loads((tmp_path / LONG_CEILING / "info.json").read_text())
+    assert info["train_config"]["micro_batch_size"] == micro_batch // 2
+    assert info["train_config"]["batch_size"] == config["models"]["tiny_strong"]["batch_size"]
+    assert 0 < info["resumed_from_step"] < info["total_steps"] == LONG_CEILING_STEPS
+    assert not checkpoint.parent.exists()
+    assert len(pd.read_parquet(tmp_path / TARGET)) == config["splits"]["test"]
