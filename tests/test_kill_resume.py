@@ -8,15 +8,14 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from tiny_workflow import LONG_CEILING, LONG_CEILING_STEPS, SNAKEMAKE, long_ceiling_config, snakemake
+from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, long_ceiling_config, snakemake, snakemake_command,
+                           wait_for_file)
 from w2s.checkpoint import NAME as CHECKPOINT_FILE
 
 pytestmark = pytest.mark.e2e
@@ -26,24 +25,13 @@ ARGS = ("--cores", "2", TARGET)
 
 
 def start(workdir, config, *args: str) -> subprocess.Popen:
-    path = workdir / "test-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *ARGS, *args, "--configfile", str(path),
-           "--replace-workflow-config"]
     # A session of its own, so that one killpg takes Snakemake and the job it runs, and nothing else.
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def wait_for_checkpoint(proc: subprocess.Popen, checkpoint, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not checkpoint.exists():
-        assert proc.poll() is None, "the run ended before its ceiling wrote a checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within the time limit"
-        time.sleep(0.02)
+    return subprocess.Popen(snakemake_command(workdir, config, *ARGS, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def kill_at_first_checkpoint(proc: subprocess.Popen, checkpoint) -> None:
-    wait_for_checkpoint(proc, checkpoint)
+    wait_for_file(checkpoint, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -97,7 +85,7 @@ def test_a_training_job_that_dies_is_retried_with_half_the_micro_batch_and_resum
     micro_batch = config["models"]["tiny_strong"]["micro_batch_size"]
     checkpoint = tmp_path / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE
     run = start(tmp_path, config, "--retries", "1")
-    wait_for_checkpoint(run, checkpoint)
+    wait_for_file(checkpoint, run)
     os.kill(rule_script_process(run.pid, "train_ceiling.py"), signal.SIGKILL)
     assert run.wait(timeout=600) == 0
 

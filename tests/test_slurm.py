@@ -20,10 +20,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import yaml
 
 from test_workflow import job_counts
-from tiny_workflow import LONG_CEILING, LONG_CEILING_STEPS, ROOT, SNAKEMAKE, long_ceiling_config, tiny_config
+from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, ROOT, long_ceiling_config, snakemake_command, tiny_config,
+                           wait_for_file)
 from w2s.checkpoint import NAME as CHECKPOINT_FILE
 from w2s.gpu_lease import parse_record
 
@@ -72,10 +72,8 @@ def slurm_conf():
 
 
 def launch(workdir: Path, config: dict, args: list[str], env: dict) -> subprocess.Popen:
-    path = workdir / "test-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(snakemake_command(workdir, config, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def finish(proc: subprocess.Popen, what: str) -> str:
@@ -238,21 +236,13 @@ def test_summary_equals_the_local_runs(runs):
     pd.testing.assert_frame_equal(slurm, local, check_exact=True)
 
 
-def slurm(*args: str, env: dict) -> str:
+def slurm_cli(*args: str, env: dict) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
-
-
-def wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert proc.poll() is None, f"the run ended before {path} appeared:\n{proc.stdout.read()[-5000:]}"
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout_s} s"
-        time.sleep(0.05)
 
 
 def wait_until_requeued(job_id: str, env: dict, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while slurm("squeue", "-h", "-j", job_id, "-o", "%T", env=env).strip() != "PENDING":
+    while slurm_cli("squeue", "-h", "-j", job_id, "-o", "%T", env=env).strip() != "PENDING":
         assert time.monotonic() < deadline, f"job {job_id} was not preempted and requeued within {timeout_s} s"
         time.sleep(0.2)
 
@@ -274,21 +264,21 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slur
     local = launch(local_dir, configs[local_dir], ["--cores", "2", target], local_env)
     try:
         wait_for_file(slurm_dir / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
-        (job_id,) = [line.split("|")[0] for line in slurm("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
+        (job_id,) = [line.split("|")[0] for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
                      if line.split("|")[1].startswith("rule_train_ceiling")]
         # All of the node: SLURM must take it from the ceiling's job, and the preemption mode requeues that job.
-        slurm("sbatch", "--partition", "urgent", "--exclusive", "--output", "/dev/null", "--wrap", "sleep 1",
+        slurm_cli("sbatch", "--partition", "urgent", "--exclusive", "--output", "/dev/null", "--wrap", "sleep 1",
               env=slurm_env)
         wait_until_requeued(job_id, slurm_env)
         # SLURM holds a requeued job back for two minutes (its begin time); release it at once to save time.
-        slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now", env=slurm_env)
+        slurm_cli("scontrol", "update", f"JobId={job_id}", "StartTime=now", env=slurm_env)
         finish(run, "the SLURM run")
         finish(local, "the local run")
     finally:
         stop_unfinished(run, local)
 
     # Every start of the job is a record of its own: one preempted, then the one that completed.
-    states = slurm("sacct", "-j", job_id, "--duplicates", "-X", "--parsable2", "--noheader", "--format", "State",
+    states = slurm_cli("sacct", "-j", job_id, "--duplicates", "-X", "--parsable2", "--noheader", "--format", "State",
                    env=slurm_env).split()
     assert states[-1] == "COMPLETED" and "PREEMPTED" in states[:-1], states
     info = json.loads((slurm_dir / LONG_CEILING / "info.json").read_text())

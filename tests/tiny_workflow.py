@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -14,14 +15,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """The Snakemake command line that runs this repository's Snakefile in `workdir` on `config` alone."""
     path = workdir / "test-config.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(snakemake_command(workdir, config, *args), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 600) -> None:
+    """Until `path` exists, as long as the run `proc` goes on."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout_s} s"
+        time.sleep(0.02)
 
 
 # One cell of every kind the DAG knows: losses, probes, label sources and saliency analyses.
