@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 import transformers
 
-from w2s.activations import FrozenBackbone
+from w2s.engine.activations import FrozenBackbone
 from w2s.atomic import write_text
-from w2s.batching import tokenize
+from w2s.engine.batching import tokenize
 
 WORDS = "the a movie film was is not good bad great awful plot actor scene ending story and but very".split()
 

@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_lease_proof.py logs/ [--gpu-samples samples.csv] [--out report.md]
 
-Reads the lease records that `w2s.gpu_lease` writes into every GPU job's rule log (an acquisition line and,
+Reads the lease records that `w2s.execution.gpu_lease` writes into every GPU job's rule log (an acquisition line and,
 for `lease_gpus` blocks, a release line), takes each lease's interval [acquired, released], and reports:
 per job the rule and wildcards (from the log's path, logs/<rule>/<wildcards>.log), the devices and their
 physical UUIDs, start and end; the most jobs and GPUs held at once; and every pair of jobs whose intervals
@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from w2s.gpu_lease import parse_record  # noqa: E402
+from w2s.execution.gpu_lease import parse_record  # noqa: E402
 
 
 @dataclass(frozen=True)

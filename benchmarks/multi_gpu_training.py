@@ -42,10 +42,10 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object
 
 from train_throughput import ARCHS, WORDS, build_model, texts
 from w2s.atomic import write_json, write_text
-from w2s.distributed import launch_command
-from w2s.losses import build_loss
-from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+from w2s.execution.launch import launch_command
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import TrainConfig, make_accelerator, predict_proba, train_classifier
 
 MARKERS = {1: WORDS[:20], 0: WORDS[20:40]}
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop",
@@ -140,7 +140,7 @@ def worker(args: argparse.Namespace) -> None:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.reset_accumulated_memory_stats()
-    # Seeded as a job seeds before loading (w2s.jobs), so that every run starts from the same LoRA adapters.
+    # Seeded as a job seeds before loading (w2s.engine.finetune), so that every run starts from the same LoRA adapters.
     transformers.set_seed(0)
     model = load_classifier(spec, on_gpu=on_gpu).to(accelerator.device)
     params = {"total": sum(p.numel() for p in model.parameters()),

@@ -1,4 +1,4 @@
-"""Training throughput of the engine (w2s.train): tokens/s and model FLOPs utilisation (MFU).
+"""Training throughput of the engine (w2s.engine.train): tokens/s and model FLOPs utilisation (MFU).
 
     python benchmarks/train_throughput.py --arch gpt2-medium --steps 30 --peak-tflops 989
 
@@ -26,9 +26,9 @@ from transformers import (BertConfig, BertModel, BertTokenizerFast, GPT2Config, 
                           LlamaForCausalLM)
 
 from w2s.atomic import write_text
-from w2s.losses import build_loss
-from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.train import TrainConfig, make_accelerator, train_classifier
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import TrainConfig, make_accelerator, train_classifier
 
 ARCHS = {
     "bert-base": lambda vocab: (BertModel, BertConfig(vocab_size=vocab, architectures=["BertModel"])),

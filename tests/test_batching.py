@@ -1,6 +1,6 @@
 import numpy as np
 
-from w2s.batching import collate, length_grouped_batches, sorted_batches
+from w2s.engine.batching import collate, length_grouped_batches, sorted_batches
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_lengths():

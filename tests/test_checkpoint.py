@@ -15,9 +15,9 @@ import torch
 
 from test_train import toy, train_tiny
 from tiny_models import tiny_bert
-from w2s.checkpoint import NAME, fingerprint, load_checkpoint, remove_checkpoints, save_checkpoint
-from w2s.losses import build_loss
-from w2s.train import TrainConfig
+from w2s.engine.checkpoint import NAME, fingerprint, load_checkpoint, remove_checkpoints, save_checkpoint
+from w2s.engine.losses import build_loss
+from w2s.engine.train import TrainConfig
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "workflow" / "scripts"
 
@@ -96,7 +96,7 @@ def test_fingerprint_follows_settings_and_data():
 
 SAVER = """
 import sys, torch
-from w2s.checkpoint import save_checkpoint
+from w2s.engine.checkpoint import save_checkpoint
 for step in range(1, 10**6):
     state = {"fingerprint": "run", "step": step, "payload": torch.full((2**23,), float(step))}
     print(step, flush=True)

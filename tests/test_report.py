@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.report import build_report
+from w2s.analysis.report import build_report
 
 
 def write_predictions(path, labels, acc):

@@ -2,7 +2,7 @@
 
 tests/slurm/start.sh brings the cluster up (as root, from the Debian packages slurm-wlm, slurmdbd, munge and
 mariadb-server) with fake GPUs as gres. The strong model asks for one GPU, so its jobs get a gres GPU,
-lease it through w2s.gpu_lease and, with torch built for CPU, still train on the CPU. With CI=true a
+lease it through w2s.execution.gpu_lease and, with torch built for CPU, still train on the CPU. With CI=true a
 cluster that cannot be brought up fails this test; elsewhere missing packages skip it.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 from test_workflow import job_counts
 from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, ROOT, long_ceiling_config, snakemake_command, tiny_config,
                            wait_for_file)
-from w2s.checkpoint import NAME as CHECKPOINT_FILE
-from w2s.gpu_lease import parse_record
+from w2s.engine.checkpoint import NAME as CHECKPOINT_FILE
+from w2s.execution.gpu_lease import parse_record
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 

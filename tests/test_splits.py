@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from w2s.splits import SplitError, deduplicate, make_splits
+from w2s.data.splits import SplitError, deduplicate, make_splits
 
 SIZES = {"weak_train": 20, "strong_train": 20, "val": 10, "test": 10}
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from tiny_models import tiny_bert
-from w2s.interventions import intervention_cells
-from w2s.stages import metrics_stage, splits_stage, student_labels_stage, student_stage, weak_stage
+from w2s.labels.interventions import intervention_cells
+from w2s.stages.training import metrics_stage, splits_stage, student_labels_stage, student_stage, weak_stage
 
 WORDS_POS = ["good", "great"]
 WORDS_NEG = ["bad", "awful"]
@@ -29,7 +29,7 @@ def pipeline(tmp_path_factory):
 
 def test_stages_chain_without_ground_truth_reaching_the_student(pipeline, monkeypatch):
     root, raw, model, entry, train_section, splits = pipeline
-    monkeypatch.setattr("w2s.stages.load_task", lambda task, path: pd.read_parquet(path))
+    monkeypatch.setattr("w2s.stages.data.load_task", lambda task, path: pd.read_parquet(path))
     splits_stage("toy", raw, {"weak_train": 30, "strong_train": 30, "val": 20, "test": 20}, 0, True, splits)
     weak_out = {n: root / f"weak_{n}.parquet" for n in ("strong_train", "val", "test")} | {"info": root / "weak.json"}
     weak_stage(splits, "tiny", entry, model, train_section, 0, weak_out)

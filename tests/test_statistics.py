@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.metrics import accuracy, auroc
-from w2s.statistics import KEYS, _auroc_rows, aggregate, median_pgr
+from w2s.scoring import accuracy, auroc
+from w2s.analysis.statistics import KEYS, _auroc_rows, aggregate, median_pgr
 
 N_BOOT = 300
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from w2s import tasks
-from w2s.tasks import TaskDataError, UnknownTaskError, get_task, load_task, validate_task_frame
-from w2s.tasks.hub import (
+from w2s.data.tasks import TaskDataError, UnknownTaskError, get_task, load_task, validate_task_frame
+from w2s.data.tasks.hub import (
     format_amazon_polarity,
     format_anthropic_hh,
     format_boolq,
@@ -19,7 +19,7 @@ from w2s.tasks.hub import (
     format_sciq,
     record_rng,
 )
-from w2s.tasks.offline import parse_bbc_news, parse_imdb, parse_sms_spam, parse_tweets
+from w2s.data.tasks.offline import parse_bbc_news, parse_imdb, parse_sms_spam, parse_tweets
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 RNGS = [random.Random(seed) for seed in range(40)]
@@ -133,7 +133,7 @@ def test_record_rng_is_content_seeded_and_reproducible():
 def test_record_rng_does_not_depend_on_python_hash_seed():
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
-        "from w2s.tasks.hub import record_rng;"
+        "from w2s.data.tasks.hub import record_rng;"
         "print(record_rng(json.loads(sys.argv[2])).random())"
     )
     record = json.dumps(fixture("sciq")[0])

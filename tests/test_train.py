@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from tiny_models import tiny_bert
-from w2s.batching import collate, tokenize
-from w2s.jobs import LabelTableError, check_label_table, train_and_predict
-from w2s.losses import build_loss
-from w2s.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.train import BatchStream, TrainConfig, _backward, _optimizer, make_accelerator, train_classifier
+from w2s.engine.batching import collate, tokenize
+from w2s.engine.finetune import LabelTableError, check_label_table, train_and_predict
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import BatchStream, TrainConfig, _backward, _optimizer, make_accelerator, train_classifier
 
 POS = ["good movie", "great film", "a great movie", "the film is good", "good good film", "great"]
 NEG = ["bad movie", "awful film", "a bad movie", "the film is awful", "bad bad film", "awful"]

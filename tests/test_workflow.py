@@ -10,7 +10,7 @@ import yaml
 
 from tiny_workflow import ALL_INTERVENTIONS, ROOT, snakemake, tiny_config
 from w2s.config import validate_config
-from w2s.interventions import intervention_cells
+from w2s.labels.interventions import intervention_cells
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:

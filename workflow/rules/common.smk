@@ -6,8 +6,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from w2s.config import validate_config
 from w2s.layout import prediction_paths
-from w2s.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
-from w2s.tasks import TASKS
+from w2s.labels.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
+from w2s.data.tasks import TASKS
 
 # Fills defaults and stops with a message naming the key before any job is scheduled.
 validate_config(config)

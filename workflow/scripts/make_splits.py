@@ -1,9 +1,9 @@
-from w2s.rule_io import start_rule
+from w2s.execution.rules import start_rule
 
 start_rule(snakemake.log[0], snakemake.threads, snakemake.params.hub_offline)
 
-from w2s.splits import SPLIT_NAMES  # noqa: E402
-from w2s.stages import splits_stage  # noqa: E402
+from w2s.data.splits import SPLIT_NAMES  # noqa: E402
+from w2s.stages.training import splits_stage  # noqa: E402
 
 splits_stage(
     task=snakemake.wildcards.task,

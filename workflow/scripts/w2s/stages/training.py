@@ -11,19 +11,19 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from w2s.activations import extract_activations, load_activations, save_activations
+from w2s.engine.activations import extract_activations, load_activations, save_activations
 from w2s.atomic import write_json, write_parquet, write_text
-from w2s.checkpoint import remove_checkpoints
-from w2s.distributed import is_main_process
-from w2s.interventions import Intervention
-from w2s.jobs import ground_truth_labels, train_and_predict, train_config_from, train_model
-from w2s.linear_probe import fit_linear_probe
-from w2s.metrics import cell_metrics
-from w2s.modeling import ModelSpec
-from w2s.probe_labels import features_for, probe_label_tables, probe_report
-from w2s.splits import SPLIT_NAMES, make_splits
-from w2s.statistics import KEYS, aggregate, median_pgr
-from w2s.tasks import load_task
+from w2s.engine.checkpoint import remove_checkpoints
+from w2s.execution.launch import is_main_process
+from w2s.labels.interventions import Intervention
+from w2s.engine.finetune import ground_truth_labels, train_and_predict, train_config_from, train_model
+from w2s.labels.linear_probe import fit_linear_probe
+from w2s.scoring import cell_metrics
+from w2s.engine.modeling import ModelSpec
+from w2s.labels.probe_transform import features_for, probe_label_tables, probe_report
+from w2s.data.splits import SPLIT_NAMES, make_splits
+from w2s.analysis.statistics import KEYS, aggregate, median_pgr
+from w2s.data.tasks import load_task
 
 PathLike = str | Path
 

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from w2s.plots import CEILING_COLOR, METRICS, PAIR, WEAK_COLOR, _require, _style, series_stats
+from w2s.analysis.plots import CEILING_COLOR, METRICS, PAIR, WEAK_COLOR, _require, _style, series_stats
 
 WEAK_LINESTYLES = ["--", ":", "-.", (0, (5, 1))]
 

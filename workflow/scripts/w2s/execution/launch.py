@@ -1,8 +1,8 @@
 """Data-parallel training inside one job: a stage runs in k processes started by `accelerate launch`.
 
-    python -m w2s.distributed <stage> <kwargs.json>
+    python -m w2s.execution.launch <stage> <kwargs.json>
 
-runs `w2s.stages.<stage>(**kwargs)` in every process; the training library shares the work out (w2s.train)
+runs `w2s.stages.<stage>(**kwargs)` in every process; the training library shares the work out (w2s.engine.train)
 and every process ends with the same model and predictions, so only the main process need write outputs.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # The folder that holds the w2s package, so that launched processes import this same copy.
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def rank() -> int:
@@ -58,16 +58,16 @@ def run_distributed(stage: str, kwargs: dict[str, Any], num_processes: int) -> N
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
     if num_processes == 1:
-        import w2s.stages
+        import w2s.stages.training
 
-        getattr(w2s.stages, stage)(**kwargs)
+        getattr(w2s.stages.training, stage)(**kwargs)
         return
     paths = [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with tempfile.TemporaryDirectory(prefix="w2s-launch-") as tmp:
         kwargs_path = Path(tmp) / "kwargs.json"
         kwargs_path.write_text(json.dumps(kwargs, default=_jsonable))
-        command = launch_command(num_processes) + ["-m", "w2s.distributed", stage, str(kwargs_path)]
+        command = launch_command(num_processes) + ["-m", "w2s.execution.launch", stage, str(kwargs_path)]
         subprocess.run(command, check=True, env=env, stdout=sys.stderr, stderr=sys.stderr)
 
 
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank{rank()} %(levelname)s %(name)s: %(message)s")
     import torch.distributed
 
-    import w2s.stages
+    import w2s.stages.training
 
     try:
-        getattr(w2s.stages, stage)(**json.loads(Path(kwargs_path).read_text()))
+        getattr(w2s.stages.training, stage)(**json.loads(Path(kwargs_path).read_text()))
     finally:
         # Without it gloo can abort the interpreter at exit ("terminate called without an active exception").
         if torch.distributed.is_initialized():

@@ -6,7 +6,7 @@ Snakemake only counts a `gpu` resource and never says *which* devices a job may 
 a job that dies, even by SIGKILL, frees its GPUs with no cleanup step and no stale-lock heuristics.
 
 In a Python rule script:      with lease_gpus(snakemake.resources.gpu): train(...)
-In a shell rule:              python -m w2s.gpu_lease {resources.gpu} -- accelerate launch ...
+In a shell rule:              python -m w2s.execution.gpu_lease {resources.gpu} -- accelerate launch ...
 
 Every lease is logged as an auditable record, so that a run's logs prove which physical GPU each job held
 and when: the acquisition line ("leased GPU(s) ...") and, when a `lease_gpus` block exits, a release line
@@ -318,9 +318,9 @@ def _drain_cuda() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run a command holding n GPUs, for shell rules: `python -m w2s.gpu_lease N -- CMD ARGS...`."""
+    """Run a command holding n GPUs, for shell rules: `python -m w2s.execution.gpu_lease N -- CMD ARGS...`."""
     parser = argparse.ArgumentParser(
-        prog="python -m w2s.gpu_lease", usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
+        prog="python -m w2s.execution.gpu_lease", usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
         description=main.__doc__,
     )
     parser.add_argument("n", type=int, help="number of GPUs to lease")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from w2s.metrics import soft_cross_entropy
-from w2s.probes import fit_soft_logreg
+from w2s.scoring import soft_cross_entropy
+from w2s.labels.probes import fit_soft_logreg
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from w2s.probes import apply_probe, probe_scores
+from w2s.labels.probes import apply_probe, probe_scores
 
 
 def features_for(ids: pd.Series, act_ids: list[str], acts: dict[int, np.ndarray]) -> np.ndarray:

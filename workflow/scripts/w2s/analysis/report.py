@@ -13,10 +13,10 @@ import pandas as pd
 
 from w2s.atomic import write_text
 from w2s.layout import prediction_paths
-from w2s.plots import plot_results, save_figure
-from w2s.size_plot import build_size_figure
-from w2s.stages import aggregate_stage
-from w2s.summary import KEY_COLUMNS, finished_metric_files, summarise
+from w2s.analysis.plots import plot_results, save_figure
+from w2s.analysis.size_plot import build_size_figure
+from w2s.stages.training import aggregate_stage
+from w2s.analysis.summary import KEY_COLUMNS, finished_metric_files, summarise
 
 
 def build_report(results_dir: Path, out_dir: Path, metric: str) -> int:

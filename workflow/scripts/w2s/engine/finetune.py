@@ -21,10 +21,10 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase
 
 from w2s.atomic import atomic_path
-from w2s.batching import tokenize
-from w2s.losses import build_loss
-from w2s.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
-from w2s.train import TrainConfig, infer_token_ids, make_accelerator, predict_proba, train_classifier
+from w2s.engine.batching import tokenize
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import TrainConfig, infer_token_ids, make_accelerator, predict_proba, train_classifier
 
 log = logging.getLogger(__name__)
 LABEL_COLUMNS = ["id", "text", "soft_label"]

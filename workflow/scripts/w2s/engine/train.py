@@ -26,11 +26,11 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from w2s.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
-from w2s.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
-from w2s.losses import Loss
-from w2s.metrics import soft_cross_entropy
-from w2s.modeling import Classifier
+from w2s.engine.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
+from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
+from w2s.engine.losses import Loss
+from w2s.scoring import soft_cross_entropy
+from w2s.engine.modeling import Classifier
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from w2s.atomic import write_parquet
-from w2s.tasks import TaskDataError, WheelSource, WheelSpec, get_task, validate_task_frame
+from w2s.data.tasks import TaskDataError, WheelSource, WheelSpec, get_task, validate_task_frame
 
 
 class WheelHashError(ValueError):

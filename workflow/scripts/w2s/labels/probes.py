@@ -18,7 +18,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from w2s.metrics import accuracy, auroc
+from w2s.scoring import accuracy, auroc
 
 
 def _check(features: np.ndarray, soft_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

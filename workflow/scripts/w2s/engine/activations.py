@@ -17,8 +17,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from w2s.atomic import atomic_path
-from w2s.batching import iterate, sorted_batches, tokenize
-from w2s.modeling import ModelSpec, load_tokenizer, pool, resolve_pooling
+from w2s.engine.batching import iterate, sorted_batches, tokenize
+from w2s.engine.modeling import ModelSpec, load_tokenizer, pool, resolve_pooling
 
 LAYER_KEY = "layer_{}"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from w2s.metrics import accuracy, auroc, pgr
+from w2s.scoring import accuracy, auroc, pgr
 
 KEYS = ["task", "weak", "strong", "intervention"]
 WHO = ("weak", "ceiling", "student")
@@ -24,7 +24,7 @@ def _auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
     ranks = rankdata(p, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = ((ranks * labels).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    # A draw holding one class has no AUROC, as in w2s.metrics.auroc.
+    # A draw holding one class has no AUROC, as in w2s.scoring.auroc.
     return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
 
 

@@ -36,14 +36,14 @@ def get_task(name: str) -> Task:
 def load_task(name: str, raw_path: Path | None = None) -> pd.DataFrame:
     """The task's whole labelled pool as (text, label).
 
-    Offline tasks read `raw_path`, the Parquet file written by w2s.materialize.materialize_dataset.
+    Offline tasks read `raw_path`, the Parquet file written by w2s.data.materialize.materialize_dataset.
     Hub tasks download from the hub, or read `raw_path` as a local copy of the hub dataset.
     """
     task = get_task(name)
     if isinstance(task.source, HubSource):
         df = load_hub_frame(name, task.source, raw_path)
     elif raw_path is None:
-        raise TaskDataError(f"task {name} is read from a materialised file; pass raw_path (see w2s.materialize)")
+        raise TaskDataError(f"task {name} is read from a materialised file; pass raw_path (see w2s.data.materialize)")
     else:
         df = pd.read_parquet(raw_path)
     return validate_task_frame(df, name)

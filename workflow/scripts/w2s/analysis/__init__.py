@@ -1,0 +1,1 @@
+"""Tables, statistics, plots and the report, from finished cells."""

@@ -1,0 +1,1 @@
+"""Running a stage as a job: logs, GPU leases, and data-parallel launches."""

@@ -1,0 +1,1 @@
+"""One plain function per DAG stage (read inputs, compute, write outputs atomically), by layer."""
