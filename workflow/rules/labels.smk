@@ -6,11 +6,9 @@ rule student_labels:
         intervention=_alternatives(PREDICTION_LABEL_INTERVENTIONS),
     input:
         unpack(label_predictions),
-        strong_train=split_path("strong_train"),
-        val=split_path("val"),
+        **split_paths(LABELLED),
     output:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+        **layout.label_tables(),
     conda:
         "../../envs/w2s.yaml"
     log:
@@ -25,11 +23,9 @@ rule ensemble_labels:
         intervention=_alternatives(ENSEMBLE_INTERVENTIONS),
     input:
         members=lambda wildcards: [path for member in ensemble_member_files(wildcards) for path in member.values()],
-        strong_train=split_path("strong_train"),
-        val=split_path("val"),
+        **split_paths(LABELLED),
     output:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+        **layout.label_tables(),
     params:
         members=ensemble_member_files,
     conda:
@@ -48,21 +44,14 @@ rule bootstrap_step:
         intervention=_alternatives(BOOTSTRAP_INTERVENTIONS),
     input:
         unpack(bootstrap_step_labels),
-        **{s: split_path(s) for s in ("strong_train", "val", "test")},
+        **split_paths(("strong_train", "val", "test")),
         model=lambda wildcards: model_inputs(bootstrap_alias(wildcards)),
     output:
-        strong_train="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/strong_train.parquet",
-        val="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/val.parquet",
-        test="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/test.parquet",
-        info="results/{task}/seed{seed}/bootstrap/{weak}/{intervention}/step{step}/info.json",
+        **layout.training_outputs(layout.bootstrap_dir(), "strong_train", "val", "test"),
     params:
-        alias=bootstrap_alias,
-        model_path=lambda wildcards: model_path(bootstrap_alias(wildcards)),
-        # The config entries are params so that editing them reruns exactly the jobs they affect.
-        entry=lambda wildcards: model_entry(bootstrap_alias(wildcards)),
-        train=config["train"],
+        **training_params(bootstrap_alias),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: lambda wildcards: job_threads(bootstrap_alias(wildcards))
+    threads: training_threads(bootstrap_alias)
     resources:
         **model_resources(bootstrap_alias),
     conda:

@@ -3,11 +3,11 @@ rule cell_metrics:
     input:
         unpack(probe_report_input),
         test=split_path("test"),
-        weak="results/{task}/seed{seed}/weak/{weak}/test.parquet",
-        ceiling="results/{task}/seed{seed}/ceiling/{strong}/test.parquet",
-        student="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
+        weak=layout.predictions(layout.weak_dir(), "test")["test"],
+        ceiling=layout.predictions(layout.ceiling_dir(), "test")["test"],
+        student=layout.predictions(layout.student_dir(), "test")["test"],
     output:
-        "results/{task}/seed{seed}/metrics/{weak}/{strong}/{intervention}.json",
+        layout.metrics_path(),
     params:
         provenance=lambda wildcards: provenance(wildcards),
     conda:
@@ -24,7 +24,7 @@ rule summary:
         metric_files(),
     output:
         report(
-            "results/summary.csv",
+            layout.summary_path(),
             caption="../report/summary.rst",
             category="Results",
         ),
@@ -42,8 +42,8 @@ rule aggregate:
     input:
         [c[f"{who}_path"] for c in cell_prediction_files() for who in ("test", "weak", "ceiling", "student")],
     output:
-        cells=report("results/aggregate.csv", caption="../report/aggregate.rst", category="Results"),
-        median="results/median_pgr.csv",
+        cells=report(layout.aggregate_path(), caption="../report/aggregate.rst", category="Results"),
+        median=layout.median_pgr_path(),
     params:
         cells=cell_prediction_files(),
         metric=config["headline_metric"],

@@ -1,15 +1,15 @@
 rule plots:
     """The big results plot, drawn from the summary and aggregate tables alone."""
     input:
-        summary="results/summary.csv",
-        intervals="results/aggregate.csv",
+        summary=layout.summary_path(),
+        intervals=layout.aggregate_path(),
     output:
         png=report(
-            "results/plots/w2s_results.png",
+            layout.plot_path("w2s_results", "png"),
             caption="../report/w2s_results.rst",
             category="Results",
         ),
-        pdf="results/plots/w2s_results.pdf",
+        pdf=layout.plot_path("w2s_results", "pdf"),
     params:
         metric=config["headline_metric"],
     conda:
@@ -23,15 +23,15 @@ rule plots:
 rule size_plot:
     """Accuracy against strong-model size, when the sweep has several strong models."""
     input:
-        summary="results/summary.csv",
-        intervals="results/aggregate.csv",
+        summary=layout.summary_path(),
+        intervals=layout.aggregate_path(),
     output:
         png=report(
-            "results/plots/w2s_size.png",
+            layout.plot_path("w2s_size", "png"),
             caption="../report/w2s_size.rst",
             category="Results",
         ),
-        pdf="results/plots/w2s_size.pdf",
+        pdf=layout.plot_path("w2s_size", "pdf"),
     params:
         metric=config["headline_metric"],
     conda:

@@ -3,20 +3,20 @@ rule activations:
     (all seeds at once), shared by every probe and linear-probe cell."""
     input:
         splits=lambda wildcards: [
-            f"results/{wildcards.task}/seed{seed}/splits/{split}.parquet"
+            split_path(split).format(task=wildcards.task, seed=seed)
             for seed in config["seeds"]
             for split in ("strong_train", "val", "test")
         ],
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
-        "results/{task}/activations/{strong}.safetensors",
+        layout.activations_path(),
     params:
         model_path=lambda wildcards: model_path(wildcards.strong),
         pooling=lambda wildcards: model_entry(wildcards.strong)["pooling"],
         max_length=lambda wildcards: model_entry(wildcards.strong)["max_length"],
         layers=config["activations"]["layers"],
         batch_size=config["activations"]["batch_size"],
-    threads: lambda wildcards: job_threads(wildcards.strong)
+    threads: training_threads("strong")
     resources:
         **model_resources("strong"),
     conda:
@@ -36,15 +36,12 @@ rule probe_labels:
     wildcard_constraints:
         intervention=_alternatives(PROBE_INTERVENTIONS),
     input:
-        strong_train=split_path("strong_train"),
-        val=split_path("val"),
-        weak_strong_train="results/{task}/seed{seed}/weak/{weak}/strong_train.parquet",
-        weak_val="results/{task}/seed{seed}/weak/{weak}/val.parquet",
-        activations="results/{task}/activations/{strong}.safetensors",
+        **split_paths(LABELLED),
+        **weak_label_inputs(),
+        activations=layout.activations_path(),
     output:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
-        report="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/probe.json",
+        **layout.label_tables(),
+        report=layout.probe_report_path(),
     params:
         probe=lambda wildcards: CELLS[wildcards.intervention].entry["probe"],
     conda:
@@ -61,13 +58,11 @@ rule linear_probe_student:
     wildcard_constraints:
         intervention=_alternatives(LINEAR_PROBE_INTERVENTIONS),
     input:
-        **{s: split_path(s) for s in ("strong_train", "val", "test")},
-        weak_strong_train="results/{task}/seed{seed}/weak/{weak}/strong_train.parquet",
-        weak_val="results/{task}/seed{seed}/weak/{weak}/val.parquet",
-        activations="results/{task}/activations/{strong}.safetensors",
+        **split_paths(("strong_train", "val", "test")),
+        **weak_label_inputs(),
+        activations=layout.activations_path(),
     output:
-        test="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
-        info="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/info.json",
+        **layout.training_outputs(layout.student_dir(), "test"),
     params:
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
     conda:

@@ -2,20 +2,13 @@ rule train_ceiling:
     """Strong ceiling: the strong model trained on strong_train ground truth. Shared by every weak model
     and intervention."""
     input:
-        strong_train=split_path("strong_train"),
-        val=split_path("val"),
-        test=split_path("test"),
+        **split_paths(("strong_train", "val", "test")),
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
-        test="results/{task}/seed{seed}/ceiling/{strong}/test.parquet",
-        info="results/{task}/seed{seed}/ceiling/{strong}/info.json",
+        **layout.training_outputs(layout.ceiling_dir(), "test"),
     params:
-        alias=lambda wildcards: wildcards.strong,
-        model_path=lambda wildcards: model_path(wildcards.strong),
-        # The config entries are params so that editing them reruns exactly the jobs they affect.
-        entry=lambda wildcards: model_entry(wildcards.strong),
-        train=config["train"],
-    threads: lambda wildcards: job_threads(wildcards.strong)
+        **training_params("strong"),
+    threads: training_threads("strong")
     resources:
         **model_resources("strong"),
     conda:
@@ -33,21 +26,15 @@ rule train_student:
     wildcard_constraints:
         intervention=_alternatives(PLAIN_STUDENT_INTERVENTIONS),
     input:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+        **layout.label_tables(),
         predict_test=split_path("test"),
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
-        test="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
-        info="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/info.json",
+        **layout.training_outputs(layout.student_dir(), "test"),
     params:
-        alias=lambda wildcards: wildcards.strong,
-        model_path=lambda wildcards: model_path(wildcards.strong),
-        # The config entries are params so that editing them reruns exactly the jobs they affect.
-        entry=lambda wildcards: model_entry(wildcards.strong),
-        train=config["train"],
+        **training_params("strong"),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: lambda wildcards: job_threads(wildcards.strong)
+    threads: training_threads("strong")
     resources:
         **model_resources("strong"),
     conda:
@@ -65,17 +52,11 @@ use rule train_student as train_relabelling_student with:
     wildcard_constraints:
         intervention=_alternatives(RELABELLING_INTERVENTIONS),
     input:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
-        predict_test=split_path("test"),
-        predict_strong_train=split_path("strong_train"),
-        predict_val=split_path("val"),
+        **layout.label_tables(),
+        **{f"predict_{s}": split_path(s) for s in ("test", *LABELLED)},
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
-        test="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
-        strong_train="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/strong_train.parquet",
-        val="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/val.parquet",
-        info="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/info.json",
+        **layout.training_outputs(layout.student_dir(), "test", *LABELLED),
 
 
 rule train_finetune_probe:
@@ -84,22 +65,16 @@ rule train_finetune_probe:
     wildcard_constraints:
         intervention=_alternatives(FINETUNE_PROBE_INTERVENTIONS),
     input:
-        train="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/train.parquet",
-        val="results/{task}/seed{seed}/labels/{weak}/{strong}/{intervention}/val.parquet",
+        **layout.label_tables(),
         **{f"split_{s}": split_path(s) for s in ("strong_train", "val", "test")},
-        weak_strong_train="results/{task}/seed{seed}/weak/{weak}/strong_train.parquet",
-        weak_val="results/{task}/seed{seed}/weak/{weak}/val.parquet",
+        **weak_label_inputs(),
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
-        test="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
-        info="results/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/info.json",
+        **layout.training_outputs(layout.student_dir(), "test"),
     params:
-        alias=lambda wildcards: wildcards.strong,
-        model_path=lambda wildcards: model_path(wildcards.strong),
-        entry=lambda wildcards: model_entry(wildcards.strong),
-        train=config["train"],
+        **training_params("strong"),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: lambda wildcards: job_threads(wildcards.strong)
+    threads: training_threads("strong")
     resources:
         **model_resources("strong"),
     conda:

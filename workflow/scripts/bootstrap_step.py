@@ -1,21 +1,14 @@
-from w2s.execution.rules import start_rule
+from w2s.execution.rules import lease_and_launch, start_rule
 
-start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
+start_rule(snakemake)
 
-from w2s.execution.launch import run_distributed  # noqa: E402
-from w2s.execution.gpu_lease import lease_gpus  # noqa: E402
+from w2s.stages.training import bootstrap_step_stage  # noqa: E402
 
-with lease_gpus(snakemake.resources.gpu):
-    run_distributed("bootstrap_step_stage", dict(
-        split_paths={name: snakemake.input[name] for name in ("strong_train", "val", "test")},
-        label_preds={name: snakemake.input[f"preds_{name}"] for name in ("strong_train", "val")},
-        alias=snakemake.params.alias,
-        entry=snakemake.params.entry,
-        model_path=snakemake.params.model_path,
-        train_section=snakemake.params.train,
-        intervention=snakemake.params.intervention,
-        step=int(snakemake.wildcards.step),
-        seed=int(snakemake.wildcards.seed),
-        outputs=dict(snakemake.output.items()),
-        attempt=snakemake.resources.attempt,
-    ), max(1, snakemake.resources.gpu))
+lease_and_launch(
+    snakemake,
+    bootstrap_step_stage,
+    split_paths={name: snakemake.input[name] for name in ("strong_train", "val", "test")},
+    label_preds={name: snakemake.input[f"preds_{name}"] for name in ("strong_train", "val")},
+    intervention=snakemake.params.intervention,
+    step=int(snakemake.wildcards.step),
+)

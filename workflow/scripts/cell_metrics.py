@@ -1,8 +1,8 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
-from w2s.stages.training import metrics_stage  # noqa: E402
+from w2s.stages.analysis import metrics_stage  # noqa: E402
 
 metrics_stage(
     test=snakemake.input.test,

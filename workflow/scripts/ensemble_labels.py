@@ -1,8 +1,8 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
-from w2s.stages.training import ensemble_labels_stage  # noqa: E402
+from w2s.stages.labels import ensemble_labels_stage  # noqa: E402
 
 ensemble_labels_stage(
     strong_train=snakemake.input.strong_train,

@@ -1,10 +1,11 @@
-from w2s.execution.rules import start_rule
+from w2s.execution.rules import pin_torch_threads, start_rule
 
-start_rule(snakemake.log[0], snakemake.threads, snakemake.config["hub_offline"])
+start_rule(snakemake)
 
 from w2s.execution.gpu_lease import lease_gpus  # noqa: E402
 from w2s.stages.training import activations_stage  # noqa: E402
 
+pin_torch_threads(snakemake.threads)
 with lease_gpus(snakemake.resources.gpu):
     activations_stage(
         split_paths=list(snakemake.input.splits),

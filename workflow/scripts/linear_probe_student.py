@@ -1,8 +1,8 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
-from w2s.stages.training import linear_probe_stage  # noqa: E402
+from w2s.stages.labels import linear_probe_stage  # noqa: E402
 
 linear_probe_stage(
     split_paths={name: snakemake.input[name] for name in ("strong_train", "val", "test")},

@@ -1,9 +1,9 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0], snakemake.threads, snakemake.params.hub_offline)
+start_rule(snakemake)
 
-from w2s.data.splits import SPLIT_NAMES  # noqa: E402
-from w2s.stages.training import splits_stage  # noqa: E402
+from w2s.layout import SPLITS  # noqa: E402
+from w2s.stages.data import splits_stage  # noqa: E402
 
 splits_stage(
     task=snakemake.wildcards.task,
@@ -11,5 +11,5 @@ splits_stage(
     sizes=snakemake.params.sizes,
     seed=int(snakemake.wildcards.seed),
     balance=snakemake.params.balance,
-    outputs={name: snakemake.output[name] for name in SPLIT_NAMES},
+    outputs={name: snakemake.output[name] for name in SPLITS},
 )

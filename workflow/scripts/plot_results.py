@@ -1,6 +1,6 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
 import pandas as pd  # noqa: E402
 

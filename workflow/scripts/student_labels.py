@@ -1,8 +1,8 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
-from w2s.stages.training import student_labels_stage  # noqa: E402
+from w2s.stages.labels import student_labels_stage  # noqa: E402
 
 student_labels_stage(
     strong_train=snakemake.input.strong_train,

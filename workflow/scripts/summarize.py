@@ -1,6 +1,6 @@
 from w2s.execution.rules import start_rule
 
-start_rule(snakemake.log[0])
+start_rule(snakemake)
 
 from w2s.atomic import write_text  # noqa: E402
 from w2s.analysis.summary import summarise  # noqa: E402

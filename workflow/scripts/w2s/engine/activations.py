@@ -5,23 +5,16 @@ with dynamic padding, only the requested layers are kept, and blocks above the d
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from w2s.atomic import atomic_path
 from w2s.engine.batching import iterate, sorted_batches, tokenize
 from w2s.engine.modeling import ModelSpec, load_tokenizer, pool, resolve_pooling
-
-LAYER_KEY = "layer_{}"
-
 
 def middle_layer(num_hidden_layers: int) -> int:
     return num_hidden_layers // 2
@@ -103,22 +96,3 @@ def extract_activations(
     the default is the middle layer, num_hidden_layers // 2."""
     backbone = FrozenBackbone.load(model_path, layers, pooling, device)
     return backbone.extract(texts, max_length, batch_size)
-
-
-def save_activations(acts: dict[int, np.ndarray], ids: list[str], path: str | os.PathLike) -> None:
-    for layer, array in acts.items():
-        if len(array) != len(ids):
-            raise ValueError(f"layer {layer} has {len(array)} rows for {len(ids)} ids")
-    tensors = {LAYER_KEY.format(layer): np.ascontiguousarray(array, dtype=np.float32) for layer, array in acts.items()}
-    # safetensors holds numbers only; the ids ride in its string metadata header.
-    metadata = {"ids": json.dumps([str(i) for i in ids])}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def load_activations(path: str | os.PathLike) -> tuple[list[str], dict[int, np.ndarray]]:
-    prefix = LAYER_KEY.format("")
-    with safe_open(str(path), framework="numpy") as f:
-        ids = json.loads(f.metadata()["ids"])
-        acts = {int(key[len(prefix):]): f.get_tensor(key) for key in f.keys()}
-    return ids, dict(sorted(acts.items()))

@@ -34,11 +34,6 @@ class LabelTableError(ValueError):
     pass
 
 
-def ground_truth_labels(split: pd.DataFrame) -> pd.DataFrame:
-    """A split table (id, text, label) as a training table with hard ground-truth soft labels."""
-    return pd.DataFrame({"id": split["id"], "text": split["text"], "soft_label": split["label"].astype(float)})
-
-
 def check_label_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
     missing = [c for c in LABEL_COLUMNS if c not in df.columns]
     if missing:

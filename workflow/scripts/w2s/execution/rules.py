@@ -1,24 +1,62 @@
-"""What every rule script does first: send logs to the rule's log file and pin threads and hub access."""
+"""What rule scripts share: logs into the rule's log file, hub access, and for training rules one helper
+that leases the job's GPUs and launches its stage on them.
+
+A rule script calls `start_rule` before importing anything heavy, so that import-time warnings reach the
+log; CPU-only rules never import torch.
+"""
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from typing import Any
+
+from w2s.execution.gpu_lease import lease_gpus
+from w2s.execution.job import TrainingJob
+from w2s.execution.launch import launch
 
 
-def start_rule(log_path: str | None, threads: int = 1, hub_offline: bool = False) -> None:
-    if log_path:
-        stream = open(log_path, "a", buffering=1)
-        sys.stderr = stream
+def start_rule(snakemake: Any) -> None:
+    """Send logging and stderr to the rule's log file; forbid hub downloads when the config says so."""
+    if snakemake.log:
+        sys.stderr = open(snakemake.log[0], "a", buffering=1)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    if hub_offline:
+    if snakemake.config.get("hub_offline"):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+def pin_torch_threads(threads: int) -> None:
+    """torch computes on the job's `threads` cores, as Snakemake scheduled it."""
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
+
+
+def training_job(snakemake: Any) -> TrainingJob:
+    """The job bundle from a training rule's params (see `training_params` in common.smk), its outputs and
+    its attempt."""
+    params = snakemake.params
+    return TrainingJob(
+        alias=params.alias,
+        entry=params.entry,
+        model_path=params.model_path,
+        train_section=params.train,
+        seed=params.train_seed,
+        outputs=dict(snakemake.output.items()),
+        attempt=snakemake.resources.attempt,
+    )
+
+
+def lease_and_launch(snakemake: Any, stage, **inputs: Any) -> None:
+    """Lease the rule's GPUs and run `stage(job, **inputs)` on them, one data-parallel process per GPU."""
+    pin_torch_threads(snakemake.threads)
+    gpus = snakemake.resources.gpu
+    with lease_gpus(gpus):
+        launch(stage, training_job(snakemake), inputs, max(1, gpus))

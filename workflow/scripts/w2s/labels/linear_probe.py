@@ -2,10 +2,14 @@
 model's features, with the regularisation chosen on a validation split."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import pandas as pd
 
 from w2s.scoring import soft_cross_entropy
 from w2s.labels.probes import fit_soft_logreg
+from w2s.labels.tables import weak_label_table
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -23,3 +27,23 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
         if best is None or scores[C] < scores[best[0]]:
             best = (C, model)
     return best[1], best[0], scores
+
+
+def probe_targets(splits: Mapping[str, pd.DataFrame], probe_labels: str,
+                  weak: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The labels a saliency probe is fit (strong_train) and selected (val) on: ground truth, or the weak
+    soft labels."""
+    if probe_labels == "ground_truth":
+        return {n: splits[n]["label"].to_numpy(dtype=np.float64) for n in ("strong_train", "val")}
+    return {n: weak_label_table(splits[n], weak[n])["soft_label"].to_numpy() for n in ("strong_train", "val")}
+
+
+def probe_and_predict(features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                      test: pd.DataFrame, saliency: dict) -> tuple[pd.DataFrame, dict]:
+    """Fit the saliency probe on strong_train's features, choose C on val's, predict test: the predictions
+    and what was chosen."""
+    model, C, scores = fit_linear_probe(features["strong_train"], targets["strong_train"], features["val"],
+                                        targets["val"], saliency["C"])
+    pred = pd.DataFrame({"id": test["id"].to_numpy(), "soft_pred": model.predict_proba(features["test"])[:, 1]})
+    return pred, {"probe_labels": saliency["probe_labels"], "C": C,
+                  "val_cross_entropy": {str(c): v for c, v in scores.items()}}

@@ -10,17 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from w2s.data.activations import features_for
 from w2s.labels.probes import apply_probe, probe_scores
-
-
-def features_for(ids: pd.Series, act_ids: list[str], acts: dict[int, np.ndarray]) -> np.ndarray:
-    """Rows of the activation file for `ids`, the configured layers side by side."""
-    row = {i: r for r, i in enumerate(act_ids)}
-    missing = [i for i in ids if i not in row]
-    if missing:
-        raise ValueError(f"{len(missing)} examples have no activations (e.g. {missing[:3]}); rerun the activations rule")
-    rows = np.fromiter((row[i] for i in ids), dtype=np.int64, count=len(ids))
-    return np.concatenate([acts[layer][rows] for layer in sorted(acts)], axis=1)
 
 
 def probe_label_tables(
