@@ -6,6 +6,7 @@
 Both modes share one loaded model, the same layers and the same texts, so the ratio is the gain from
 batching alone. The features of the two modes are compared too, as a check that batching changes nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,16 +15,16 @@ import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import transformers
 
-from w2s.engine.activations import FrozenBackbone
 from w2s.atomic import write_text
+from w2s.engine.activations import FrozenBackbone
 from w2s.engine.batching import tokenize
 
 WORDS = "the a movie film was is not good bad great awful plot actor scene ending story and but very".split()
@@ -70,8 +71,9 @@ def main() -> None:
     parser.add_argument("--pooling", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", default="benchmarks/results/activation_throughput.md",
-                        help="markdown file the report is appended to")
+    parser.add_argument(
+        "--out", default="benchmarks/results/activation_throughput.md", help="markdown file the report is appended to"
+    )
     args = parser.parse_args()
 
     texts, source = load_texts(args.texts, args.n, args.seed)
@@ -98,7 +100,8 @@ def main() -> None:
 torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}
 - model: `{args.model}` ({config.model_type}, {config.num_hidden_layers} layers, hidden {config.hidden_size}); \
 layers kept {backbone.layers}, pooling {backbone.pooling}
-- texts: {source}; N = {len(texts)}, max_length = {args.max_length}, {n_tokens / len(texts):.1f} tokens per text on average
+- texts: {source}; N = {len(texts)}, max_length = {args.max_length}, \
+{n_tokens / len(texts):.1f} tokens per text on average
 
 | mode | batch size | seconds | examples/s | tokens/s |
 |---|---|---|---|---|

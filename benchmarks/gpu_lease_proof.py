@@ -20,6 +20,7 @@ process without a lease is accepted only while a multi-GPU lease covers the GPU 
 gives no parent pid, so this checks where and when workers ran, not whose they were). It also counts the
 moments a process was still seen on its GPU after its lease ended (see `classify_samples`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,12 +75,21 @@ def leases_in_log(log: Path, logs_dir: Path) -> list[Lease]:
     leases = []
     for lease_id, record in acquired.items():
         end = released.get(lease_id)
-        leases.append(Lease(
-            rule=rule, wildcards=wildcards, lease=lease_id, host=record["host"], pid=record["pid"],
-            slurm_job_id=record.get("slurm_job_id"), devices=tuple(record["devices"]),
-            uuids=tuple(record["uuids"]), start=record["time"],
-            end=end["time"] if end else max(mtime, record["time"]), end_from_log_mtime=end is None,
-        ))
+        leases.append(
+            Lease(
+                rule=rule,
+                wildcards=wildcards,
+                lease=lease_id,
+                host=record["host"],
+                pid=record["pid"],
+                slurm_job_id=record.get("slurm_job_id"),
+                devices=tuple(record["devices"]),
+                uuids=tuple(record["uuids"]),
+                start=record["time"],
+                end=end["time"] if end else max(mtime, record["time"]),
+                end_from_log_mtime=end is None,
+            )
+        )
     return leases
 
 
@@ -98,7 +108,7 @@ def conflicts(leases: list[Lease]) -> list[tuple[Lease, Lease, list[str]]]:
     ordered = sorted(leases, key=lambda lease: lease.start)
     found = []
     for i, a in enumerate(ordered):
-        for b in ordered[i + 1:]:
+        for b in ordered[i + 1 :]:
             if b.start >= a.end:
                 # Sorted by start: no later lease can overlap a either.
                 break
@@ -184,16 +194,24 @@ def classify_samples(leases: list[Lease], samples: list[GpuSample]) -> Classifie
         own = [lease for lease in by_pid.get(sample.pid, []) if sample.uuid in lease.uuids]
         if any(lease.start <= sample.time <= lease.end for lease in own):
             continue
-        if sample.pid not in by_pid and any(len(lease.uuids) > 1 and sample.uuid in lease.uuids
-                                            and lease.start <= sample.time <= lease.end for lease in leases):
+        if sample.pid not in by_pid and any(
+            len(lease.uuids) > 1 and sample.uuid in lease.uuids and lease.start <= sample.time <= lease.end
+            for lease in leases
+        ):
             workers.append(sample)
             continue
         ended = [lease.end for lease in own if lease.end < sample.time]
         if not ended:
             unleased.append(sample)
             continue
-        other = next((lease for lease in leases if lease.pid != sample.pid and sample.uuid in lease.uuids
-                      and lease.start <= sample.time <= lease.end), None)
+        other = next(
+            (
+                lease
+                for lease in leases
+                if lease.pid != sample.pid and sample.uuid in lease.uuids and lease.start <= sample.time <= lease.end
+            ),
+            None,
+        )
         lingering.append(Lingering(sample, (sample.time - max(ended)).total_seconds(), other))
     return Classified(unleased, lingering, workers)
 
@@ -244,8 +262,7 @@ def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None 
     if clashes:
         lines.append(f"- CONFLICTS: {len(clashes)} pair(s) of overlapping jobs shared a GPU:")
         lines += [
-            f"  - {a.rule} {a.wildcards} and {b.rule} {b.wildcards}: {', '.join(shared)}"
-            for a, b, shared in clashes
+            f"  - {a.rule} {a.wildcards} and {b.rule} {b.wildcards}: {', '.join(shared)}" for a, b, shared in clashes
         ]
     else:
         lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
@@ -254,9 +271,12 @@ def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None 
         stray, lingering = found.unleased, found.lingering
         lines.append(
             f"- nvidia-smi samples: {len(samples)} (process, GPU) observations; "
-            + (f"UNLEASED USE: {len(stray)}, e.g. pid {stray[0].pid} on {stray[0].uuid}" if stray
-               else "every process seen on a GPU held a lease on that GPU when first seen there, or ran "
-                    "inside a multi-GPU lease of that GPU")
+            + (
+                f"UNLEASED USE: {len(stray)}, e.g. pid {stray[0].pid} on {stray[0].uuid}"
+                if stray
+                else "every process seen on a GPU held a lease on that GPU when first seen there, or ran "
+                "inside a multi-GPU lease of that GPU"
+            )
         )
         if found.workers:
             lines.append(

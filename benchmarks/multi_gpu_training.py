@@ -19,6 +19,7 @@ head, as a model entry's `lora:` makes the workflow do; the frozen base weights 
 GPU, where the workers also hold them, so that a model of billions of parameters is built in seconds. Each
 run records its peak GPU memory (the largest over its processes) from the loading of its model onwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,20 +40,29 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
-
 from train_throughput import ARCHS, WORDS, build_model, texts
+
 from w2s.atomic import write_json, write_text
-from w2s.execution.launch import launch_command
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
 from w2s.engine.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+from w2s.execution.launch import launch_command
 
 MARKERS = {1: WORDS[:20], 0: WORDS[20:40]}
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                "attention_dropout")
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "attention_dropout",
+)
 # The attention projections of each family, LoRA's usual targets.
-LORA_TARGETS = {"bert": ["query", "key", "value"], "gpt2": ["c_attn"],
-                "llama": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+LORA_TARGETS = {
+    "bert": ["query", "key", "value"],
+    "gpt2": ["c_attn"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
 GIB = 2**30
 
 
@@ -94,8 +104,13 @@ def lora_settings(args: argparse.Namespace) -> dict:
     if not args.lora_r:
         return {}
     targets = args.lora_targets.split(",") if args.lora_targets else LORA_TARGETS[args.arch.split("-")[0]]
-    return {"enabled": True, "r": args.lora_r, "alpha": args.lora_alpha or 2 * args.lora_r, "dropout": 0.0,
-            "target_modules": targets}
+    return {
+        "enabled": True,
+        "r": args.lora_r,
+        "alpha": args.lora_alpha or 2 * args.lora_r,
+        "dropout": 0.0,
+        "target_modules": targets,
+    }
 
 
 def gpu_memory(accelerator: Accelerator) -> dict[str, float]:
@@ -103,9 +118,11 @@ def gpu_memory(accelerator: Accelerator) -> dict[str, float]:
     failed cudaMalloc, after which it frees its cache and synchronises: slow); each the largest over the
     processes, NaN on CPUs."""
     if accelerator.device.type == "cuda":
-        mine = {"allocated": torch.cuda.max_memory_allocated() / GIB,
-                "reserved": torch.cuda.max_memory_reserved() / GIB,
-                "retries": torch.cuda.memory_stats().get("num_alloc_retries", 0)}
+        mine = {
+            "allocated": torch.cuda.max_memory_allocated() / GIB,
+            "reserved": torch.cuda.max_memory_reserved() / GIB,
+            "retries": torch.cuda.memory_stats().get("num_alloc_retries", 0),
+        }
     else:
         mine = dict.fromkeys(("allocated", "reserved", "retries"), float("nan"))
     every = gather_object([mine])
@@ -114,26 +131,53 @@ def gpu_memory(accelerator: Accelerator) -> dict[str, float]:
 
 def worker(args: argparse.Namespace) -> None:
     """One training run: every process of a launch runs this; the main process writes the result."""
-    data = {name: pd.read_json(args.dir / f"{name}.json", orient="records", dtype={"id": str})
-            for name in ("train", "val", "test")}
+    data = {
+        name: pd.read_json(args.dir / f"{name}.json", orient="records", dtype={"id": str})
+        for name in ("train", "val", "test")
+    }
     if args.precision == "bf16":
         accelerator = make_accelerator()
     else:
-        accelerator = Accelerator(mixed_precision="no",
-                                  kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        accelerator = Accelerator(
+            mixed_precision="no", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+        )
     lora = lora_settings(args)
     # fp32 runs hold a LoRA base in fp32 too; otherwise load_classifier picks (bf16 for a LoRA base on a GPU).
-    spec = ModelSpec(args.arch, str(args.dir / "model"), pooling="mean",
-                     dtype="float32" if args.precision == "fp32" else "auto", lora=lora)
+    spec = ModelSpec(
+        args.arch,
+        str(args.dir / "model"),
+        pooling="mean",
+        dtype="float32" if args.precision == "fp32" else "auto",
+        lora=lora,
+    )
     on_gpu = accelerator.device.type == "cuda"
     tokenizer = load_tokenizer(spec)
-    cfg = TrainConfig(lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size,
-                      micro_batch_size=args.micro_batch_size, eval_batch_size=128, epochs=args.epochs,
-                      max_length=args.max_length, warmup_frac=0.1)
+    cfg = TrainConfig(
+        lr=args.lr,
+        head_lr=args.head_lr,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        eval_batch_size=128,
+        epochs=args.epochs,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=args.max_length,
+        compile=False,
+    )
     # A few steps on a throwaway model absorb one-off costs (CUDA context, NCCL setup, kernel selection).
     warm = load_classifier(spec, on_gpu=on_gpu).to(accelerator.device)
-    train_classifier(warm, tokenizer, data["train"].iloc[: 3 * args.batch_size], None, build_loss("xent"),
-                     dataclasses.replace(cfg, max_steps=3), 0, accelerator)
+    train_classifier(
+        warm,
+        tokenizer,
+        data["train"].iloc[: 3 * args.batch_size],
+        None,
+        build_loss("xent"),
+        dataclasses.replace(cfg, max_steps=3),
+        0,
+        accelerator,
+    )
     accelerator.free_memory()
     del warm
 
@@ -143,17 +187,25 @@ def worker(args: argparse.Namespace) -> None:
     # Seeded as a job seeds before loading (w2s.engine.finetune), so that every run starts from the same LoRA adapters.
     transformers.set_seed(0)
     model = load_classifier(spec, on_gpu=on_gpu).to(accelerator.device)
-    params = {"total": sum(p.numel() for p in model.parameters()),
-              "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    params = {
+        "total": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
     adapters = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     info = train_classifier(model, tokenizer, data["train"], data["val"], build_loss("xent"), cfg, 0, accelerator)
     info["memory_train"] = gpu_memory(accelerator)
     # How far the adapters moved: a LoRA run whose adapters never got a gradient would still learn the head.
-    info["adapter_update_norm"] = float(sum((p.detach() - adapters[n]).float().pow(2).sum()
-                                            for n, p in model.named_parameters() if n in adapters) ** 0.5)
+    info["adapter_update_norm"] = float(
+        sum((p.detach() - adapters[n]).float().pow(2).sum() for n, p in model.named_parameters() if n in adapters)
+        ** 0.5
+    )
     start = time.perf_counter()
-    preds = {name: predict_proba(model, tokenizer, data[name]["text"].tolist(), cfg.eval_batch_size,
-                                 cfg.max_length, accelerator, name).tolist() for name in ("val", "test")}
+    preds = {
+        name: predict_proba(
+            model, tokenizer, data[name]["text"].tolist(), cfg.eval_batch_size, cfg.max_length, accelerator, name
+        ).tolist()
+        for name in ("val", "test")
+    }
     info["predict_seconds"] = time.perf_counter() - start
     info["memory"] = gpu_memory(accelerator)
     if accelerator.is_main_process:
@@ -180,9 +232,28 @@ def gib(value: float) -> str:
 def orchestrate(args: argparse.Namespace) -> None:
     sizes = {"train": args.n_train, "val": args.n_eval, "test": 2 * args.n_eval}
     me = [sys.executable, str(Path(__file__).resolve()), "worker"]
-    common = ["--arch", args.arch, "--precision", args.precision, "--lr", str(args.lr), "--head-lr", str(args.head_lr),
-              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-              "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha), "--lora-targets", args.lora_targets]
+    common = [
+        "--arch",
+        args.arch,
+        "--precision",
+        args.precision,
+        "--lr",
+        str(args.lr),
+        "--head-lr",
+        str(args.head_lr),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--lora-r",
+        str(args.lora_r),
+        "--lora-alpha",
+        str(args.lora_alpha),
+        "--lora-targets",
+        args.lora_targets,
+    ]
     lora = lora_settings(args)
     with tempfile.TemporaryDirectory(prefix="multi-gpu-") as tmp:
         tmp = Path(tmp)
@@ -192,8 +263,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         runs = {
             "1 GPU": (me, "0", args.micro_batch_size),
             "1 GPU, half micro-batch": (me, "1", args.micro_batch_size // 2),
-            f"{args.gpus} GPUs (DDP)": (launch_command(args.gpus) + me[1:], ",".join(map(str, range(args.gpus))),
-                                       args.micro_batch_size),
+            f"{args.gpus} GPUs (DDP)": (
+                launch_command(args.gpus) + me[1:],
+                ",".join(map(str, range(args.gpus))),
+                args.micro_batch_size,
+            ),
         }
         results, walls, started = {}, {}, {}
         for group in (list(runs)[:2], list(runs)[2:]):
@@ -209,20 +283,24 @@ def orchestrate(args: argparse.Namespace) -> None:
                     raise SystemExit(f"{name} failed with exit code {proc.returncode}")
                 walls[name] = time.perf_counter() - started[name]
                 results[name] = json.loads(result.read_text())
-        labels = {name: pd.read_json(tmp / f"{name}.json", orient="records")["soft_label"].to_numpy()
-                  for name in ("val", "test")}
+        labels = {
+            name: pd.read_json(tmp / f"{name}.json", orient="records")["soft_label"].to_numpy()
+            for name in ("val", "test")
+        }
 
     ref = results["1 GPU"]
     rows = []
     for name, run in results.items():
         info, cmp = run["info"], compare(ref, run, labels)
-        rows.append(f"| {name} | {run['info']['num_processes']} | "
-                    f"{args.batch_size}/{runs[name][2]} | {info['total_steps']} | {info['chosen_step']} | "
-                    f"{info['train_seconds']:.1f} | {info['tokens_per_second']:,.0f} | {walls[name]:.0f} | "
-                    f"{gib(info['memory_train']['allocated'])} / {gib(info['memory']['allocated'])} | "
-                    f"{cmp['val_acc']:.4f} / {cmp['test_acc']:.4f} | "
-                    f"{cmp['val_max_abs_diff']:.2e} / {cmp['test_max_abs_diff']:.2e} | "
-                    f"{cmp['test_mean_abs_diff']:.2e} | {cmp['val_agreement']:.4f} / {cmp['test_agreement']:.4f} |")
+        rows.append(
+            f"| {name} | {run['info']['num_processes']} | "
+            f"{args.batch_size}/{runs[name][2]} | {info['total_steps']} | {info['chosen_step']} | "
+            f"{info['train_seconds']:.1f} | {info['tokens_per_second']:,.0f} | {walls[name]:.0f} | "
+            f"{gib(info['memory_train']['allocated'])} / {gib(info['memory']['allocated'])} | "
+            f"{cmp['val_acc']:.4f} / {cmp['test_acc']:.4f} | "
+            f"{cmp['val_max_abs_diff']:.2e} / {cmp['test_max_abs_diff']:.2e} | "
+            f"{cmp['test_mean_abs_diff']:.2e} | {cmp['val_agreement']:.4f} / {cmp['test_agreement']:.4f} |"
+        )
     speedup = ref["info"]["train_seconds"] / results[f"{args.gpus} GPUs (DDP)"]["info"]["train_seconds"]
     total, trainable = ref["params"]["total"], ref["params"]["trainable"]
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}"
@@ -230,7 +308,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         import peft
 
         versions += f", peft {peft.__version__}"
-    title = (f", LoRA r={lora['r']} alpha={lora['alpha']} on {','.join(lora['target_modules'])}" if lora else "")
+    title = f", LoRA r={lora['r']} alpha={lora['alpha']} on {','.join(lora['target_modules'])}" if lora else ""
     lines = [
         f"## {args.arch}, {args.precision}{title} ({datetime.now(timezone.utc):%Y-%m-%d}, {ref['device']})",
         "",
@@ -249,20 +327,34 @@ def orchestrate(args: argparse.Namespace) -> None:
         "the predictions; job wall seconds include process start, model loading, warm-up and predictions. Peak "
         "GPU memory (allocated) counts from the loading of the trained model: to the end of training, and to the "
         "end of the predictions. Reserved by the allocator in training, GiB (its retries): "
-        + ", ".join(f"{name} {gib(run['info']['memory_train']['reserved'])} "
-                    f"({run['info']['memory_train']['retries']:g})" for name, run in results.items()) + ".",
+        + ", ".join(
+            f"{name} {gib(run['info']['memory_train']['reserved'])} ({run['info']['memory_train']['retries']:g})"
+            for name, run in results.items()
+        )
+        + ".",
         "",
     ]
     if lora:
         moved = ", ".join(f"{name} {run['info']['adapter_update_norm']:.3g}" for name, run in results.items())
         # Full finetuning with AdamW holds fp32 weights, gradients and two moments: 16 bytes a parameter.
-        lines += [f"Norm of the adapters' update: {moved}. Full finetuning of this model with AdamW would hold "
-                  f"{16 * total / GIB:.1f} GiB of fp32 weights, gradients and Adam moments before any activation.",
-                  ""]
+        lines += [
+            f"Norm of the adapters' update: {moved}. Full finetuning of this model with AdamW would hold "
+            f"{16 * total / GIB:.1f} GiB of fp32 weights, gradients and Adam moments before any activation.",
+            "",
+        ]
     write_text("\n".join(lines), args.out)
-    write_json({name: {"info": run["info"], "params": run["params"], "compare": compare(ref, run, labels),
-                       "preds": run["preds"]}
-                for name, run in results.items()}, args.out.with_suffix(".json"))
+    write_json(
+        {
+            name: {
+                "info": run["info"],
+                "params": run["params"],
+                "compare": compare(ref, run, labels),
+                "preds": run["preds"],
+            }
+            for name, run in results.items()
+        },
+        args.out.with_suffix(".json"),
+    )
     print("\n".join(lines))
 
 
@@ -283,8 +375,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains the whole model")
     parser.add_argument("--lora-alpha", type=int, default=0, help="LoRA alpha; 0 means twice the rank")
-    parser.add_argument("--lora-targets", default="", help="comma-separated module names; default: the arch's "
-                                                            "attention projections")
+    parser.add_argument(
+        "--lora-targets", default="", help="comma-separated module names; default: the arch's attention projections"
+    )
     parser.add_argument("--dir", type=Path, help="worker: the prepared model and data")
     parser.add_argument("--result", type=Path, help="worker: where the main process writes its result")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multi_gpu_training.md"))

@@ -8,6 +8,7 @@ length-grouped batches are exercised as in a real run. MFU counts 6 * parameters
 (forward + backward, attention FLOPs left out), against the accelerator's dense bf16 peak given on the
 command line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from transformers import (BertConfig, BertModel, BertTokenizerFast, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                          LlamaForCausalLM)
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from w2s.atomic import write_text
 from w2s.engine.losses import build_loss
@@ -37,15 +45,39 @@ ARCHS = {
     "gpt2-large": lambda vocab: (GPT2LMHeadModel, GPT2Config(vocab_size=vocab, n_embd=1280, n_layer=36, n_head=20)),
     # Llama-style decoders: the large ones have the bodies of Llama-3-8B (7.0B parameters here) and Llama-2-13B
     # (12.7B), with this benchmark's small vocabulary in place of theirs.
-    "llama-tiny": lambda vocab: (LlamaForCausalLM, LlamaConfig(
-        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2)),
-    "llama-8b": lambda vocab: (LlamaForCausalLM, LlamaConfig(
-        vocab_size=vocab, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=8)),
-    "llama-13b": lambda vocab: (LlamaForCausalLM, LlamaConfig(
-        vocab_size=vocab, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-        num_key_value_heads=40)),
+    "llama-tiny": lambda vocab: (
+        LlamaForCausalLM,
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+    ),
+    "llama-8b": lambda vocab: (
+        LlamaForCausalLM,
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+        ),
+    ),
+    "llama-13b": lambda vocab: (
+        LlamaForCausalLM,
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=5120,
+            intermediate_size=13824,
+            num_hidden_layers=40,
+            num_attention_heads=40,
+            num_key_value_heads=40,
+        ),
+    ),
 }
 WORDS = [f"w{i}" for i in range(2000)]
 
@@ -83,8 +115,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = args.steps * args.batch_size
     train = pd.DataFrame({"id": [str(i) for i in range(n)], "text": texts(n, rng), "soft_label": rng.random(n)})
-    cfg = TrainConfig(lr=1e-5, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, epochs=1,
-                      max_length=args.max_length, warmup_frac=0.1)
+    cfg = TrainConfig(
+        lr=1e-5,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        eval_batch_size=64,
+        epochs=1,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=args.max_length,
+        compile=False,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         spec = ModelSpec(args.arch, str(build_model(args.arch, Path(tmp))))
         accelerator = make_accelerator()
@@ -92,7 +135,9 @@ def main() -> None:
         tokenizer = load_tokenizer(spec)
         params = sum(p.numel() for p in model.parameters())
         # A short warm-up run absorbs one-off costs (CUDA context, kernel selection, allocator growth).
-        train_classifier(model, tokenizer, train.iloc[: 2 * args.batch_size], None, build_loss("xent"), cfg, 0, accelerator)
+        train_classifier(
+            model, tokenizer, train.iloc[: 2 * args.batch_size], None, build_loss("xent"), cfg, 0, accelerator
+        )
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -101,11 +146,15 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     tokens_per_s = history["tokens_per_second"]
     mfu = 6 * params * tokens_per_s / (args.peak_tflops * 1e12)
-    row = (f"| {args.arch} | {params / 1e6:.0f}M | {device} | {args.batch_size}/{args.micro_batch_size} | "
-           f"{args.max_length} | {history['total_steps']} | {history['train_tokens']} | {tokens_per_s:,.0f} | "
-           f"{n / wall:,.1f} | {100 * mfu:.1f}% |")
-    header = ("| arch | params | device | batch/micro | max_length | steps | tokens | tokens/s | examples/s | MFU |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n")
+    row = (
+        f"| {args.arch} | {params / 1e6:.0f}M | {device} | {args.batch_size}/{args.micro_batch_size} | "
+        f"{args.max_length} | {history['total_steps']} | {history['train_tokens']} | {tokens_per_s:,.0f} | "
+        f"{n / wall:,.1f} | {100 * mfu:.1f}% |"
+    )
+    header = (
+        "| arch | params | device | batch/micro | max_length | steps | tokens | tokens/s | examples/s | MFU |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = [
         f"# Training throughput ({datetime.now(timezone.utc):%Y-%m-%d})",
         "",

@@ -24,8 +24,14 @@ def tiny_llama(directory):
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer(directory)
     config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256, architectures=["LlamaForCausalLM"],
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        architectures=["LlamaForCausalLM"],
         pad_token_id=tokenizer.pad_token_id,
     )
     LlamaModel(config).save_pretrained(directory)
@@ -59,8 +65,7 @@ def reference(model_path, texts, layer):
 
 
 def test_batched_features_equal_one_example_at_a_time(model_path):
-    batched = extract_activations(model_path, TEXTS, layers=[1, 3], max_length=MAX_LENGTH, batch_size=4,
-                                  device="cpu")
+    batched = extract_activations(model_path, TEXTS, layers=[1, 3], max_length=MAX_LENGTH, batch_size=4, device="cpu")
     for layer in (1, 3):
         assert batched[layer].dtype == np.float32 and batched[layer].shape == (len(TEXTS), 32)
         np.testing.assert_allclose(batched[layer], reference(model_path, TEXTS, layer), atol=1e-5)

@@ -1,5 +1,6 @@
 """Checkpoints: a killed training resumes to the result of an uninterrupted one; a kill mid-save never leaves
 a checkpoint that looks valid."""
+
 import dataclasses
 import os
 import shutil
@@ -48,8 +49,19 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, monkeyp
     path = str(tiny_bert(tmp_path / "bert"))  # with dropout, so that resuming must restore the RNG streams
     train, val = toy(1), toy(1).iloc[::2]
     # 12 examples in batches of 4 over 2 epochs: 6 steps, evaluated and saved every 2.
-    cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=2, eval_batch_size=16, epochs=2, max_length=16,
-                      evals_per_epoch=2)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        micro_batch_size=2,
+        eval_batch_size=16,
+        epochs=2,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=2,
+        select_best_on_val=True,
+        max_length=16,
+        compile=False,
+    )
 
     def run(cfg=cfg, **kwargs):
         # logconf keeps a buffer of recent predictions: state beyond the model that must come back too.
@@ -89,8 +101,12 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, monkeyp
 def test_fingerprint_follows_settings_and_data():
     data = np.arange(6)
     same = [fingerprint({"lr": 1e-3}, data), fingerprint({"lr": 1e-3}, data.copy())]
-    other = [fingerprint({"lr": 2e-3}, data), fingerprint({"lr": 1e-3}, data[::-1]),
-             fingerprint({"lr": 1e-3}, data.reshape(2, 3)), fingerprint({"lr": 1e-3}, data.astype(np.int32))]
+    other = [
+        fingerprint({"lr": 2e-3}, data),
+        fingerprint({"lr": 1e-3}, data[::-1]),
+        fingerprint({"lr": 1e-3}, data.reshape(2, 3)),
+        fingerprint({"lr": 1e-3}, data.astype(np.int32)),
+    ]
     assert same[0] == same[1] and len({same[0], *other}) == 5
 
 
@@ -110,8 +126,9 @@ def test_sigkill_mid_save_leaves_the_previous_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
     for attempt in range(5):
         directory = tmp_path / f"ckpt{attempt}"
-        saver = subprocess.Popen([sys.executable, str(script), str(directory)], stdout=subprocess.PIPE, text=True,
-                                 env=env)
+        saver = subprocess.Popen(
+            [sys.executable, str(script), str(directory)], stdout=subprocess.PIPE, text=True, env=env
+        )
         assert any(line.strip() == "3" for line in saver.stdout), "the saver died before its third save"
         # Kill as soon as a save's temporary file is seen, so that a loaded machine cannot make the kill
         # land between two saves.

@@ -33,8 +33,9 @@ def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
     plain = validate_config(default_config())
     spelled = default_config()
     spelled["models"]["mpnet"] = {"pooling": "auto", **dict(reversed(list(spelled["models"]["mpnet"].items())))}
-    spelled["interventions"]["knn_filter"]["probe"] = dict(reversed(list(
-        spelled["interventions"]["knn_filter"]["probe"].items())))
+    spelled["interventions"]["knn_filter"]["probe"] = dict(
+        reversed(list(spelled["interventions"]["knn_filter"]["probe"].items()))
+    )
     spelled = validate_config(spelled)
     for section in ("models", "interventions", "train"):
         assert repr(spelled[section]) == repr(plain[section]), section
@@ -55,11 +56,25 @@ def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
         (lambda c: c["models"]["mpnet"].update(gpu_model="a100"), r"'models.mpnet.gpu_model': 'a100' is a GPU type"),
         (lambda c: c.update(epochs=3), r"'<top level>'.*'epochs' was unexpected.*allowed keys: .*headline_metric"),
         (lambda c: c["interventions"].update(bad={"loss": "mse"}), r"'interventions.bad.loss': 'mse' is not allowed"),
-        (lambda c: c["models"]["mpnet"].update(path="/no/such/model", offline_package=None) or
-         c["models"]["mpnet"].pop("offline_package"), r"'models.mpnet.path': local model directory '/no/such/model'"),
-        (lambda c: c["interventions"].update(lc={"loss": "logconf", "radius": 0.2}), r"'interventions.lc'.*'radius'"),
-        (lambda c: c["interventions"].update(p={"loss": "xent", "probe": {"name": "topo", "use": "relabel"}}),
-         r"'interventions.p.probe.name': 'topo' is not allowed; choose one of \['knn', 'logreg'\]"),
+        (
+            lambda c: (
+                c["models"]["mpnet"].update(path="/no/such/model", offline_package=None)
+                or c["models"]["mpnet"].pop("offline_package")
+            ),
+            r"'models.mpnet.path': local model directory '/no/such/model'",
+        ),
+        (
+            lambda c: c["interventions"].update(lc={"loss": "logconf", "radius": 0.2}),
+            (
+                r"'interventions.lc': parameter 'radius' is not taken by loss 'logconf'; "
+                r"it takes alpha_max, buffer_size, warmup_frac "
+                r"\(other keys allowed: bootstrap, ensemble, loss, probe, s2s, saliency\)"
+            ),
+        ),
+        (
+            lambda c: c["interventions"].update(p={"loss": "xent", "probe": {"name": "topo", "use": "relabel"}}),
+            r"'interventions.p.probe.name': 'topo' is not allowed; choose one of \['knn', 'logreg'\]",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_what_is_allowed(mutate, expected):

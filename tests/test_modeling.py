@@ -41,8 +41,9 @@ def test_head_starts_at_one_half_and_padding_does_not_change_logits(tmp_path):
     model = load_classifier(ModelSpec("enc", path)).eval()
     tok = load_tokenizer(ModelSpec("enc", path))
     alone = tok(["good movie"], return_tensors="pt", return_token_type_ids=False)
-    padded = tok(["good movie", "the film was not great at all"], padding=True, return_tensors="pt",
-                 return_token_type_ids=False)
+    padded = tok(
+        ["good movie", "the film was not great at all"], padding=True, return_tensors="pt", return_token_type_ids=False
+    )
     with torch.no_grad():
         assert torch.allclose(torch.softmax(model(**alone), -1), torch.full((1, 2), 0.5))
         torch.nn.init.normal_(model.head.weight)
@@ -52,8 +53,11 @@ def test_head_starts_at_one_half_and_padding_does_not_change_logits(tmp_path):
 
 
 def test_lora_trains_adapters_and_head_only(tmp_path):
-    spec = ModelSpec("enc", str(tiny_bert(tmp_path / "bert")),
-                     lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]})
+    spec = ModelSpec(
+        "enc",
+        str(tiny_bert(tmp_path / "bert")),
+        lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
+    )
     model = load_classifier(spec)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"head.weight", "head.bias"} <= trainable

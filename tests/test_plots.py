@@ -8,14 +8,20 @@ from w2s.analysis.plots import build_figure, load_summary, plot_results
 
 # (task, seed) -> weak, ceiling; (task, intervention, seed) -> student. AUROC is acc + 0.1 throughout.
 BASE = {
-    ("imdb", 0): (0.70, 0.90), ("imdb", 1): (0.72, 0.86),
-    ("spam", 0): (0.80, 0.95), ("spam", 1): (0.84, 0.97),
+    ("imdb", 0): (0.70, 0.90),
+    ("imdb", 1): (0.72, 0.86),
+    ("spam", 0): (0.80, 0.95),
+    ("spam", 1): (0.84, 0.97),
 }
 STUDENT = {
-    ("imdb", "xent", 0): 0.76, ("imdb", "xent", 1): 0.80,
-    ("imdb", "logconf", 0): 0.84, ("imdb", "logconf", 1): 0.82,
-    ("spam", "xent", 0): 0.85, ("spam", "xent", 1): 0.89,
-    ("spam", "logconf", 0): 0.92, ("spam", "logconf", 1): 0.90,
+    ("imdb", "xent", 0): 0.76,
+    ("imdb", "xent", 1): 0.80,
+    ("imdb", "logconf", 0): 0.84,
+    ("imdb", "logconf", 1): 0.82,
+    ("spam", "xent", 0): 0.85,
+    ("spam", "xent", 1): 0.89,
+    ("spam", "logconf", 0): 0.92,
+    ("spam", "logconf", 1): 0.90,
 }
 
 
@@ -23,12 +29,24 @@ def make_summary(base=BASE, student=STUDENT, weak="minilm", strong="mpnet"):
     rows = []
     for (task, intervention, seed), s in student.items():
         w, c = base[(task, seed)]
-        rows.append({
-            "task": task, "weak": weak, "strong": strong, "intervention": intervention, "seed": seed,
-            "n_test": 500, "weak_acc": w, "weak_auroc": w + 0.1, "ceiling_acc": c, "ceiling_auroc": c + 0.1,
-            "student_acc": s, "student_auroc": s + 0.1,
-            "pgr_acc": (s - w) / (c - w), "pgr_auroc": (s - w) / (c - w),
-        })
+        rows.append(
+            {
+                "task": task,
+                "weak": weak,
+                "strong": strong,
+                "intervention": intervention,
+                "seed": seed,
+                "n_test": 500,
+                "weak_acc": w,
+                "weak_auroc": w + 0.1,
+                "ceiling_acc": c,
+                "ceiling_auroc": c + 0.1,
+                "student_acc": s,
+                "student_auroc": s + 0.1,
+                "pgr_acc": (s - w) / (c - w),
+                "pgr_auroc": (s - w) / (c - w),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -176,8 +194,9 @@ def test_plot_rejects_missing_metric_columns_empty_and_duplicated_summaries(tmp_
 
 def test_nan_metrics_are_skipped_not_drawn_as_zero():
     summary = make_summary()
-    summary.loc[(summary.task == "imdb") & (summary.intervention == "xent") & (summary.seed == 1),
-                ["student_acc", "pgr_acc"]] = np.nan
+    summary.loc[
+        (summary.task == "imdb") & (summary.intervention == "xent") & (summary.seed == 1), ["student_acc", "pgr_acc"]
+    ] = np.nan
     points = drawn(build_figure(summary))
     assert points["imdb|minilm|mpnet|xent"] == (pytest.approx(0.76), None)
 

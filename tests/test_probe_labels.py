@@ -30,7 +30,8 @@ def test_filter_drops_mostly_flipped_labels_from_train_and_val():
     table, ids, acts, truth, flipped = planted()
     train, val = table.iloc[:150], table.iloc[150:]
     kept_train, kept_val, pred = probe_label_tables(
-        train, val, ids, acts, {"name": "knn", "use": "filter", "contamination": 0.2, "k": 10})
+        train, val, ids, acts, {"name": "knn", "use": "filter", "contamination": 0.2, "k": 10}
+    )
     kept = pd.concat([kept_train, kept_val])
     assert len(kept) == 160 and set(kept_val["id"]) <= set(val["id"])
     noise_kept = flipped[[int(i[1:]) for i in kept["id"]]].mean()

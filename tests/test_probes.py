@@ -4,8 +4,16 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from w2s.labels.probes import (
-    PROBES, apply_probe, filter_mask, fit_soft_logreg, keep_lowest, knn_probe, logreg_probe, probe_scores,
-    topo_probe, topofilter,
+    PROBES,
+    apply_probe,
+    filter_mask,
+    fit_soft_logreg,
+    keep_lowest,
+    knn_probe,
+    logreg_probe,
+    probe_scores,
+    topo_probe,
+    topofilter,
 )
 
 NOISE = 0.2
@@ -85,8 +93,9 @@ def test_knn_excludes_each_point_itself_even_with_exact_duplicates():
     soft = np.array([1.0, 0.0, 0.9, 0.2])
     np.testing.assert_allclose(knn_probe(features, soft, k=1), [0.0, 1.0, 0.2, 0.9])
     # k = 3 is everyone else; with itself included, a point's own label would count
-    np.testing.assert_allclose(knn_probe(features, soft, k=3), [(0 + 0.9 + 0.2) / 3, (1 + 0.9 + 0.2) / 3,
-                                                                  (1 + 0 + 0.2) / 3, (1 + 0 + 0.9) / 3])
+    np.testing.assert_allclose(
+        knn_probe(features, soft, k=3), [(0 + 0.9 + 0.2) / 3, (1 + 0.9 + 0.2) / 3, (1 + 0 + 0.2) / 3, (1 + 0 + 0.9) / 3]
+    )
     with pytest.raises(ValueError, match="neighbours"):
         knn_probe(features, soft, k=4)
 
@@ -130,8 +139,12 @@ def test_probe_scores_hand_checked():
     gt = np.array([1, 0, 1, 0])
     scores = probe_scores(pred, weak, gt)
     # vs weak: positives score 0.9, 0.4 and negatives 0.2, 0.6: 3 of 4 pairs ranked right
-    assert scores == {"probe_acc_vs_weak": 0.5, "probe_auroc_vs_weak": 0.75,
-                      "probe_acc_vs_gt": 1.0, "probe_auroc_vs_gt": 1.0}
+    assert scores == {
+        "probe_acc_vs_weak": 0.5,
+        "probe_auroc_vs_weak": 0.75,
+        "probe_acc_vs_gt": 1.0,
+        "probe_auroc_vs_gt": 1.0,
+    }
 
 
 def test_apply_probe_refuses_what_it_cannot_do(noisy):

@@ -22,12 +22,22 @@ def write_cell(root, task, intervention, seed, student_acc):
     seed_dir = root / task / f"seed{seed}"
     (seed_dir / "splits").mkdir(parents=True)
     pd.DataFrame({"id": [f"x{i}" for i in range(100)], "text": "t", "label": labels}).to_parquet(
-        seed_dir / "splits" / "test.parquet")
+        seed_dir / "splits" / "test.parquet"
+    )
     write_predictions(seed_dir / "weak" / "weak" / "test.parquet", labels, 0.6)
     write_predictions(seed_dir / "ceiling" / "strong" / "test.parquet", labels, 0.8)
     write_predictions(seed_dir / "student" / "weak" / "strong" / intervention / "test.parquet", labels, student_acc)
-    metrics = {"n_test": 100, "weak_acc": 0.6, "weak_auroc": 0.65, "ceiling_acc": 0.8, "ceiling_auroc": 0.85,
-               "student_acc": student_acc, "student_auroc": 0.7, "pgr_acc": (student_acc - 0.6) / 0.2, "pgr_auroc": 0.25}
+    metrics = {
+        "n_test": 100,
+        "weak_acc": 0.6,
+        "weak_auroc": 0.65,
+        "ceiling_acc": 0.8,
+        "ceiling_auroc": 0.85,
+        "student_acc": student_acc,
+        "student_auroc": 0.7,
+        "pgr_acc": (student_acc - 0.6) / 0.2,
+        "pgr_auroc": 0.25,
+    }
     cell = {"task": task, "weak": "weak", "strong": "strong", "intervention": intervention, "seed": seed}
     path.write_text(json.dumps({"cell": cell, "config": {}, "metrics": metrics}))
 

@@ -5,6 +5,7 @@ mariadb-server) with fake GPUs as gres. The strong model asks for one GPU, so it
 lease it through w2s.execution.gpu_lease and, with torch built for CPU, still train on the CPU. With CI=true a
 cluster that cannot be brought up fails this test; elsewhere missing packages skip it.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,15 @@ import pandas as pd
 import pytest
 
 from test_workflow import job_counts
-from tiny_workflow import (LONG_CEILING, LONG_CEILING_STEPS, ROOT, long_ceiling_config, snakemake_command, tiny_config,
-                           wait_for_file)
+from tiny_workflow import (
+    LONG_CEILING,
+    LONG_CEILING_STEPS,
+    ROOT,
+    long_ceiling_config,
+    snakemake_command,
+    tiny_config,
+    wait_for_file,
+)
 from w2s.engine.checkpoint import NAME as CHECKPOINT_FILE
 from w2s.execution.gpu_lease import parse_record
 
@@ -40,8 +48,14 @@ PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
 # --resources gpu=1 makes every layer of a group one job, and the group asks for 1 GPU and the sum of its
 # students' runtimes.
 STUDENTS_PER_GROUP, GPUS_PER_GROUP = 2, 1
-GROUPING = ("--groups", "train_student=students", "--group-components", f"students={STUDENTS_PER_GROUP}",
-            "--resources", f"gpu={GPUS_PER_GROUP}")
+GROUPING = (
+    "--groups",
+    "train_student=students",
+    "--group-components",
+    f"students={STUDENTS_PER_GROUP}",
+    "--resources",
+    f"gpu={GPUS_PER_GROUP}",
+)
 # Every job computes with 2 threads, as in the local run (--cores 2): the same arithmetic, the same numbers.
 THREADS = ("--cores", "2", "--max-threads", "2")
 GPU_RULES = {"train_ceiling", "activations", "train_student"}
@@ -72,8 +86,9 @@ def slurm_conf():
 
 
 def launch(workdir: Path, config: dict, args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(snakemake_command(workdir, config, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        snakemake_command(workdir, config, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 def finish(proc: subprocess.Popen, what: str) -> str:
@@ -83,7 +98,7 @@ def finish(proc: subprocess.Popen, what: str) -> str:
         # SIGTERM lets Snakemake scancel its SLURM jobs before it exits.
         proc.terminate()
         out, _ = proc.communicate(timeout=120)
-        raise AssertionError(f"{what} did not finish within {RUN_TIMEOUT_S} s:\n{out[-5000:]}")
+        raise AssertionError(f"{what} did not finish within {RUN_TIMEOUT_S} s:\n{out[-5000:]}") from None
     assert proc.returncode == 0, f"{what} failed:\n{out[-8000:]}"
     return out
 
@@ -100,13 +115,15 @@ def environments(slurm_conf: str, local_dir: Path) -> tuple[dict, dict]:
     """The environments of a run submitted to the test cluster and of a local run of the same config."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
     # No GPU here: the local run leases a stand-in device so that its config can equal the SLURM run's.
-    return ({**base, "SLURM_CONF": slurm_conf, "PYTHONUNBUFFERED": "1"},
-            {**base, "CUDA_VISIBLE_DEVICES": "0", "W2S_GPU_LOCK_DIR": str(local_dir / "gpu-locks")})
+    return (
+        {**base, "SLURM_CONF": slurm_conf, "PYTHONUNBUFFERED": "1"},
+        {**base, "CUDA_VISIBLE_DEVICES": "0", "W2S_GPU_LOCK_DIR": str(local_dir / "gpu-locks")},
+    )
 
 
 def gpu_config(workdir: Path) -> dict:
     """The tiny config with a strong model that asks for a GPU; one seed and one epoch keep it short."""
-    config = tiny_config(workdir)
+    config = tiny_config()
     config["seeds"] = [0]
     config["models"][config["strong_models"][0]].update(gpus=1, runtime=STRONG_RUNTIME_MIN, epochs=1)
     return config
@@ -120,8 +137,9 @@ def runs(slurm_conf, tmp_path_factory):
     slurm_env, local_env = environments(slurm_conf, local_dir)
 
     slurm_config = gpu_config(slurm_dir)
-    planned = job_counts(finish(launch(slurm_dir, slurm_config, [*slurm_args, "-n", "--quiet", "rules"], slurm_env),
-                                "the dry run"))
+    planned = job_counts(
+        finish(launch(slurm_dir, slurm_config, [*slurm_args, "-n", "--quiet", "rules"], slurm_env), "the dry run")
+    )
     started = datetime.now() - timedelta(minutes=1)
     slurm = launch(slurm_dir, slurm_config, slurm_args, slurm_env)
     local = launch(local_dir, gpu_config(local_dir), ["--cores", "2"], local_env)
@@ -136,10 +154,22 @@ def runs(slurm_conf, tmp_path_factory):
     assert "all" in local_rules
     planned = {rule: n for rule, n in planned.items() if rule not in local_rules | {"total"}}
     sacct = subprocess.run(
-        ["sacct", "-X", "--parsable2", "--noheader", "--name", run_id,
-         "--starttime", started.strftime("%Y-%m-%dT%H:%M:%S"),
-         "--format", "JobIDRaw,Comment,Partition,AllocTRES,Timelimit,State"],
-        capture_output=True, text=True, check=True, env=slurm_env,
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "--name",
+            run_id,
+            "--starttime",
+            started.strftime("%Y-%m-%dT%H:%M:%S"),
+            "--format",
+            "JobIDRaw,Comment,Partition,AllocTRES,Timelimit,State",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=slurm_env,
     ).stdout
     jobs = pd.DataFrame(
         [line.split("|") for line in sacct.splitlines() if line],
@@ -172,8 +202,15 @@ def lease_intervals(workdir: Path, rule: str) -> list[dict]:
         records = [r for r in map(parse_record, log.read_text().splitlines()) if r]
         for acquire in (r for r in records if r["event"] == "acquire"):
             release = next(r for r in records if r["event"] == "release" and r["lease"] == acquire["lease"])
-            leases.append(dict(job=acquire["slurm_job_id"], devices=set(acquire["devices"]),
-                               start=acquire["time"], end=release["time"], log=log))
+            leases.append(
+                dict(
+                    job=acquire["slurm_job_id"],
+                    devices=set(acquire["devices"]),
+                    start=acquire["time"],
+                    end=release["time"],
+                    log=log,
+                )
+            )
     return leases
 
 
@@ -220,8 +257,9 @@ def test_grouped_students_share_allocations_each_leasing_its_own_gpu(runs):
 
 def test_gpu_jobs_running_at_once_hold_different_gpus(runs):
     leases = [lease for rule in sorted(GPU_RULES) for lease in lease_intervals(runs.slurm_dir, rule)]
-    overlapping = [(a, b) for i, a in enumerate(leases) for b in leases[i + 1:]
-                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    overlapping = [
+        (a, b) for i, a in enumerate(leases) for b in leases[i + 1 :] if a["start"] < b["end"] and b["start"] < a["end"]
+    ]
     # The ceiling and the activations need the same inputs: they are submitted together and run side by side.
     assert overlapping, "no two GPU jobs ran at once"
     for a, b in overlapping:
@@ -230,8 +268,10 @@ def test_gpu_jobs_running_at_once_hold_different_gpus(runs):
 
 def test_summary_equals_the_local_runs(runs):
     keys = ["task", "weak", "strong", "intervention", "seed"]
-    slurm, local = (pd.read_csv(d / "results" / "summary.csv").sort_values(keys).reset_index(drop=True)
-                    for d in (runs.slurm_dir, runs.local_dir))
+    slurm, local = (
+        pd.read_csv(d / "results" / "summary.csv").sort_values(keys).reset_index(drop=True)
+        for d in (runs.slurm_dir, runs.local_dir)
+    )
     assert len(slurm) == len(local) > 0
     pd.testing.assert_frame_equal(slurm, local, check_exact=True)
 
@@ -256,7 +296,7 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slur
     slurm_env, local_env = environments(slurm_conf, local_dir)
     configs = {}
     for workdir in (slurm_dir, local_dir):
-        configs[workdir] = long_ceiling_config(workdir)
+        configs[workdir] = long_ceiling_config()
         configs[workdir]["models"]["tiny_strong"].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
     target = f"{LONG_CEILING}/test.parquet"
 
@@ -264,11 +304,23 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slur
     local = launch(local_dir, configs[local_dir], ["--cores", "2", target], local_env)
     try:
         wait_for_file(slurm_dir / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
-        (job_id,) = [line.split("|")[0] for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
-                     if line.split("|")[1].startswith("rule_train_ceiling")]
+        (job_id,) = [
+            line.split("|")[0]
+            for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
+            if line.split("|")[1].startswith("rule_train_ceiling")
+        ]
         # All of the node: SLURM must take it from the ceiling's job, and the preemption mode requeues that job.
-        slurm_cli("sbatch", "--partition", "urgent", "--exclusive", "--output", "/dev/null", "--wrap", "sleep 1",
-              env=slurm_env)
+        slurm_cli(
+            "sbatch",
+            "--partition",
+            "urgent",
+            "--exclusive",
+            "--output",
+            "/dev/null",
+            "--wrap",
+            "sleep 1",
+            env=slurm_env,
+        )
         wait_until_requeued(job_id, slurm_env)
         # SLURM holds a requeued job back for two minutes (its begin time); release it at once to save time.
         slurm_cli("scontrol", "update", f"JobId={job_id}", "StartTime=now", env=slurm_env)
@@ -278,13 +330,15 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slur
         stop_unfinished(run, local)
 
     # Every start of the job is a record of its own: one preempted, then the one that completed.
-    states = slurm_cli("sacct", "-j", job_id, "--duplicates", "-X", "--parsable2", "--noheader", "--format", "State",
-                   env=slurm_env).split()
+    states = slurm_cli(
+        "sacct", "-j", job_id, "--duplicates", "-X", "--parsable2", "--noheader", "--format", "State", env=slurm_env
+    ).split()
     assert states[-1] == "COMPLETED" and "PREEMPTED" in states[:-1], states
     info = json.loads((slurm_dir / LONG_CEILING / "info.json").read_text())
     assert 0 < info["resumed_from_step"] < LONG_CEILING_STEPS
     assert not (slurm_dir / LONG_CEILING / "checkpoint").exists()
     reference = json.loads((local_dir / LONG_CEILING / "info.json").read_text())
     assert reference["resumed_from_step"] == 0 and info["history"] == reference["history"]
-    pd.testing.assert_frame_equal(pd.read_parquet(slurm_dir / target), pd.read_parquet(local_dir / target),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(slurm_dir / target), pd.read_parquet(local_dir / target), check_exact=True
+    )

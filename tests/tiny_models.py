@@ -1,4 +1,5 @@
 """Tiny randomly initialised models built from configs, so tests never download anything."""
+
 from __future__ import annotations
 
 import string
@@ -29,9 +30,15 @@ def tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0,
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer(directory)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=256, architectures=["BertModel"],
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+        architectures=["BertModel"],
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -44,8 +51,13 @@ def tiny_gpt2(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0)
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer(directory)
     config = GPT2Config(
-        vocab_size=tokenizer.vocab_size, n_embd=hidden, n_layer=layers, n_head=2, n_positions=256,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        vocab_size=tokenizer.vocab_size,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=2,
+        n_positions=256,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     # Saved as a causal LM, as decoders come from the hub; the backbone loads from it with AutoModel.
     GPT2LMHeadModel(config).save_pretrained(directory)

@@ -108,12 +108,17 @@ def job_threads(alias):
     return 4 * gpus if gpus else workflow.cores
 
 
+def alias_picker(alias_of):
+    """A function of the wildcards that picks a model alias: `alias_of` is a wildcard name, or already one."""
+    return (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+
+
 def model_resources(alias_of):
     """Resource tags of a training rule, read from the model alias that `alias_of` (a wildcard name, or a
     function of the wildcards) picks. `attempt` tells the job which retry it is: a retry (after CUDA ran
     out of memory, say) trains with half the micro-batch and the same effective batch. A job given several
     GPUs trains on all of them, one data-parallel process each."""
-    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+    alias = alias_picker(alias_of)
     return dict(
         gpu=lambda wildcards: model_entry(alias(wildcards))["gpus"],
         mem_mb=lambda wildcards: model_entry(alias(wildcards))["mem_mb"],
@@ -125,11 +130,11 @@ def model_resources(alias_of):
 
 
 def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
-    """The params every training rule passes (w2s.execution.rules.training_job bundles them): the model
+    """The params of every training job, which w2s.execution.rules.training_job bundles; the model
     alias that `alias_of` (a wildcard name, or a function of the wildcards) picks, where its weights load
     from, its config entry, the shared `train` section and the training seed. The config entries are params
     so that editing them reruns exactly the jobs they affect."""
-    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+    alias = alias_picker(alias_of)
     return dict(
         alias=alias,
         model_path=lambda wildcards: model_path(alias(wildcards)),
@@ -140,7 +145,7 @@ def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
 
 
 def training_threads(alias_of):
-    alias = (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
+    alias = alias_picker(alias_of)
     return lambda wildcards: job_threads(alias(wildcards))
 
 

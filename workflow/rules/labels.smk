@@ -22,8 +22,8 @@ rule ensemble_labels:
     wildcard_constraints:
         intervention=_alternatives(ENSEMBLE_INTERVENTIONS),
     input:
-        members=lambda wildcards: [path for member in ensemble_member_files(wildcards) for path in member.values()],
         **split_paths(LABELLED),
+        members=lambda wildcards: [path for member in ensemble_member_files(wildcards) for path in member.values()],
     output:
         **layout.label_tables(),
     params:

@@ -27,9 +27,7 @@ use rule train_weak as train_weak_replica with:
     output:
         **layout.training_outputs(layout.weak_dir(replica="{replica}"), "strong_train", "val", "test"),
     params:
-        **training_params(
-            "weak", seed=lambda wildcards: replica_seed(int(wildcards.seed), int(wildcards.replica))
-        ),
+        **training_params("weak", seed=lambda wildcards: replica_seed(int(wildcards.seed), int(wildcards.replica))),
     log:
         "logs/train_weak/{task}/seed{seed}/{weak}/replica{replica}.log",
     benchmark:

@@ -1,12 +1,14 @@
 """Atomic file outputs: a killed job must never leave a half-written file that looks finished."""
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 

@@ -3,6 +3,7 @@
 Every error names the config key and what is allowed, and is raised when the Snakefile is parsed, i.e.
 before any job runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from w2s.labels.interventions import problems as intervention_problems
 from w2s.data.tasks import TASKS
+from w2s.labels.interventions import problems as intervention_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 SPLIT_NAMES = ("weak_train", "strong_train", "val", "test")
@@ -44,8 +45,37 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return "".join(parts) or "<top level>"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _unknown_loss_parameters(key: str, entry: dict, schema: dict) -> str | None:
+    """The message for an intervention's keys that neither `properties` nor its loss's if/then block lists.
+
+    None when there are none: a parameter with a bad value fails its loss's block, which leaves every key of
+    the block unevaluated, but the bad value has its own error.
+    """
+    loss = entry["loss"]
+    takes = next(
+        (
+            sorted(rule["then"]["properties"])
+            for rule in schema["allOf"]
+            if rule["if"]["properties"]["loss"]["const"] == loss
+        ),
+        [],
+    )
+    unknown = sorted(set(entry) - set(schema["properties"]) - set(takes))
+    if not unknown:
+        return None
+    names = ", ".join(map(repr, unknown))
+    subject = f"parameter {names} is" if len(unknown) == 1 else f"parameters {names} are"
+    return (
+        f"config key '{key}': {subject} not taken by loss {loss!r}; it takes {', '.join(takes) or 'none'} "
+        f"(other keys allowed: {', '.join(sorted(schema['properties']))})"
+    )
+
+
+def _describe(error: jsonschema.ValidationError) -> str | None:
+    """The error as a message that names the config key and the fix; None when it only echoes another error."""
     key = _key_path(error)
+    if error.validator == "unevaluatedProperties" and "loss" in error.instance:
+        return _unknown_loss_parameters(key, error.instance, error.schema)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
@@ -53,8 +83,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "not" and "required" in error.validator_value:
         return f"config key '{key}': {error.validator_value['required']} cannot be combined with the other keys given"
     if error.schema is False:
-        return (f"config key '{key}': a parameter with value {error.instance!r} does not apply here "
-                "(e.g. k for logreg, C for knn/topo); remove it")
+        return (
+            f"config key '{key}': a parameter with value {error.instance!r} does not apply here "
+            "(e.g. k for logreg, C for knn/topo); remove it"
+        )
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not allowed; choose one of {error.validator_value}"
     return f"config key '{key}': {error.message}"
@@ -70,7 +102,7 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(filter(None, map(_describe, errors))))
     problems = _cross_reference_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -1,4 +1,5 @@
 """Test metrics from probabilities, and the performance gap recovered (PGR)."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Reading only the summary lets a researcher redraw the figure from whatever cells have finished, without
 touching models or predictions. Nothing here names an intervention: they come from the summary's rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,13 @@ def _check(summary: pd.DataFrame, metric: str) -> None:
 
 def _check_intervals(intervals: pd.DataFrame, metric: str) -> None:
     roles = ("weak", "ceiling", "student")
-    _require(intervals, PAIR + ["intervention", "n_seeds", f"pgr_{metric}"]
-             + [f"{r}_{metric}{end}" for r in roles for end in ("", "_lo", "_hi")], "aggregate table")
+    _require(
+        intervals,
+        PAIR
+        + ["intervention", "n_seeds", f"pgr_{metric}"]
+        + [f"{r}_{metric}{end}" for r in roles for end in ("", "_lo", "_hi")],
+        "aggregate table",
+    )
 
 
 def series_stats(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -80,12 +86,24 @@ def series_stats(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataF
         frames = []
         for role in ("weak", "ceiling"):
             per_pair = agg.drop_duplicates(PAIR)
-            frames.append(per_pair[PAIR].assign(series=role, mean=per_pair[f"{role}_{metric}"],
-                                                lo=per_pair[f"{role}_{metric}_lo"],
-                                                hi=per_pair[f"{role}_{metric}_hi"], n=per_pair["n_seeds"]))
-        frames.append(agg[PAIR].assign(series=agg["intervention"], mean=agg[f"student_{metric}"],
-                                       lo=agg[f"student_{metric}_lo"], hi=agg[f"student_{metric}_hi"],
-                                       n=agg["n_seeds"]))
+            frames.append(
+                per_pair[PAIR].assign(
+                    series=role,
+                    mean=per_pair[f"{role}_{metric}"],
+                    lo=per_pair[f"{role}_{metric}_lo"],
+                    hi=per_pair[f"{role}_{metric}_hi"],
+                    n=per_pair["n_seeds"],
+                )
+            )
+        frames.append(
+            agg[PAIR].assign(
+                series=agg["intervention"],
+                mean=agg[f"student_{metric}"],
+                lo=agg[f"student_{metric}_lo"],
+                hi=agg[f"student_{metric}_hi"],
+                n=agg["n_seeds"],
+            )
+        )
         return pd.concat(frames, ignore_index=True)[PAIR + ["series", "mean", "lo", "hi", "n"]]
     spread = {"mean": "mean", "lo": "min", "hi": "max", "n": "count"}
     per_seed = summary.drop_duplicates(PAIR + ["seed"])
@@ -128,8 +146,17 @@ def _draw_task(ax: Axes, task: str, stats: pd.DataFrame, interventions: list[str
             s = pair.loc[name]
             yerr = None if s["lo"] == s["hi"] else [[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]]
             container = ax.errorbar(
-                [x + offsets[name]], [s["mean"]], yerr=yerr, linestyle="none", markersize=7, capsize=3,
-                elinewidth=1.2, markeredgecolor="white", markeredgewidth=0.6, zorder=3, **styles[name],
+                [x + offsets[name]],
+                [s["mean"]],
+                yerr=yerr,
+                linestyle="none",
+                markersize=7,
+                capsize=3,
+                elinewidth=1.2,
+                markeredgecolor="white",
+                markeredgewidth=0.6,
+                zorder=3,
+                **styles[name],
             )
             container.lines[0].set_gid(f"{task}|{weak}|{strong}|{name}")
     ax.set_xticks(range(len(pairs)), [f"{w} →\n{s}" for w, s in pairs])
@@ -140,8 +167,9 @@ def _draw_task(ax: Axes, task: str, stats: pd.DataFrame, interventions: list[str
     ax.grid(axis="y", alpha=0.3)
 
 
-def pgr_stats(summary: pd.DataFrame, metric: str = "acc",
-              intervals: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pgr_stats(
+    summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PGR per task and its median across tasks, per (weak, strong, intervention).
 
     Per task, PGR is the mean of the seeds' PGRs; with `intervals` (the aggregate table) it is the PGR of the
@@ -159,8 +187,9 @@ def pgr_stats(summary: pd.DataFrame, metric: str = "acc",
     return per_task, median.rename(columns={"size": "n_tasks"}).reset_index()
 
 
-def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric: str,
-              intervals: pd.DataFrame | None) -> None:
+def _draw_pgr(
+    ax: Axes, summary: pd.DataFrame, interventions: list[str], metric: str, intervals: pd.DataFrame | None
+) -> None:
     per_task, median = pgr_stats(summary, metric, intervals)
     pairs = list(dict.fromkeys(zip(median.weak, median.strong)))
     shifts = np.linspace(-0.2, 0.2, len(pairs)) if len(pairs) > 1 else [0.0]
@@ -181,24 +210,52 @@ def _draw_pgr(ax: Axes, summary: pd.DataFrame, interventions: list[str], metric:
             # Points beyond the axis sit on its edge as triangles pointing the way they went.
             for mask, mark in ((values < lo, "v"), (values > hi, "^"), ((values >= lo) & (values <= hi), marker)):
                 if mask.any():
-                    ax.plot(np.full(mask.sum(), x), np.clip(values[mask], lo, hi), linestyle="none", marker=mark,
-                            color=color, alpha=0.35, markersize=5, zorder=2, gid=f"tasks|{weak}|{strong}|{name}")
+                    ax.plot(
+                        np.full(mask.sum(), x),
+                        np.clip(values[mask], lo, hi),
+                        linestyle="none",
+                        marker=mark,
+                        color=color,
+                        alpha=0.35,
+                        markersize=5,
+                        zorder=2,
+                        gid=f"tasks|{weak}|{strong}|{name}",
+                    )
             m = float(median.loc[key, "median"].iloc[0])
             if np.isnan(m):
                 continue
             shown = float(np.clip(m, lo, hi))
-            line = ax.plot([x], [shown], linestyle="none", marker=marker if shown == m else ("^" if m > hi else "v"),
-                           color=color, markersize=10, markeredgecolor="black", markeredgewidth=1.2, zorder=3)[0]
+            line = ax.plot(
+                [x],
+                [shown],
+                linestyle="none",
+                marker=marker if shown == m else ("^" if m > hi else "v"),
+                color=color,
+                markersize=10,
+                markeredgecolor="black",
+                markeredgewidth=1.2,
+                zorder=3,
+            )[0]
             line.set_gid(f"median|{weak}|{strong}|{name}")
             if shown != m:
-                ax.annotate(f"{m:.2g}", (x, shown), xytext=(7, 0), textcoords="offset points", va="center",
-                            fontsize=8)
+                ax.annotate(f"{m:.2g}", (x, shown), xytext=(7, 0), textcoords="offset points", va="center", fontsize=8)
     for level, text in ((0.0, "weak"), (1.0, "ceiling")):
         ax.axhline(level, color="black", linewidth=1, linestyle=":" if level == 0 else "-", zorder=1)
-        ax.text(1.0, level, f" {text}", transform=blended_transform_factory(ax.transAxes, ax.transData),
-                va="center", ha="left", fontsize=8)
-    ax.set_xticks(range(len(interventions)), interventions, rotation=30 if len(interventions) > 4 else 0,
-                  ha="right" if len(interventions) > 4 else "center")
+        ax.text(
+            1.0,
+            level,
+            f" {text}",
+            transform=blended_transform_factory(ax.transAxes, ax.transData),
+            va="center",
+            ha="left",
+            fontsize=8,
+        )
+    ax.set_xticks(
+        range(len(interventions)),
+        interventions,
+        rotation=30 if len(interventions) > 4 else 0,
+        ha="right" if len(interventions) > 4 else "center",
+    )
     ax.set_xlim(-0.6, len(interventions) - 0.4)
     data = per_task.pgr.dropna()
     ax.set_ylim(max(lo, min(-0.2, data.min() - 0.1)) - 0.05, min(hi, max(1.2, data.max() + 0.1)) + 0.05)
@@ -235,15 +292,15 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataF
     _draw_pgr(fig.add_subplot(grid[pgr_row, pgr_col:]), summary, interventions, metric, intervals)
 
     handles = [Line2D([], [], color=WEAK_COLOR, marker="s", linestyle="--", label="weak supervisor (floor)")]
-    handles += [Line2D([], [], linestyle="none", label=f"student: {name}", **_style(i))
-                for i, name in enumerate(interventions)]
+    handles += [
+        Line2D([], [], linestyle="none", label=f"student: {name}", **_style(i)) for i, name in enumerate(interventions)
+    ]
     handles.append(Line2D([], [], color=CEILING_COLOR, marker="s", linestyle="-", label="strong ceiling (GT)"))
     # An inch per 10 characters of the longest label keeps long intervention names from running off the figure.
     longest = max(len(h.get_label()) for h in handles)
     ncol = max(1, min(len(handles), int(fig.get_figwidth() * 10 // (longest + 4))))
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
-    bars = ("95% bootstrap interval over seeds and test examples" if intervals is not None
-            else "min–max over seeds")
+    bars = "95% bootstrap interval over seeds and test examples" if intervals is not None else "min–max over seeds"
     explanation = f"points: mean over seeds, bars: {bars}; PGR panel: faint = one task, bold = median"
     fig.suptitle(
         f"Weak-to-strong generalisation: test {METRICS[metric]}\n"
@@ -252,8 +309,13 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataF
     return fig
 
 
-def plot_results(summary: pd.DataFrame, png_path: str | os.PathLike, pdf_path: str | os.PathLike,
-                 metric: str = "acc", intervals: pd.DataFrame | None = None) -> None:
+def plot_results(
+    summary: pd.DataFrame,
+    png_path: str | os.PathLike,
+    pdf_path: str | os.PathLike,
+    metric: str = "acc",
+    intervals: pd.DataFrame | None = None,
+) -> None:
     save_figure(build_figure(summary, metric, intervals), png_path, pdf_path)
 
 

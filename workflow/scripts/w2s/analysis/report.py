@@ -3,6 +3,7 @@
 The Snakemake `summary` and `plots` rules need every cell; this command is for looking at a sweep that is
 still running, or at one whose remaining cells failed. It writes beside, not over, the rules' outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,23 +12,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from w2s.atomic import write_text
-from w2s.layout import glob_pattern, metrics_path, prediction_paths
 from w2s.analysis.plots import plot_results, save_figure
 from w2s.analysis.size_plot import build_size_figure
-from w2s.stages.analysis import aggregate_stage
+from w2s.analysis.statistics import aggregate, cell_predictions, median_pgr
 from w2s.analysis.summary import KEY_COLUMNS, finished_metric_files, summarise
+from w2s.atomic import write_text
+from w2s.layout import glob_pattern, metrics_path, prediction_paths
 
 
 def build_report(results_dir: Path, out_dir: Path, metric: str) -> int:
     files = finished_metric_files(results_dir)
     if not files:
-        raise SystemExit(f"no finished cells under {results_dir} (looked for {glob_pattern(metrics_path(str(results_dir)))})")
+        pattern = glob_pattern(metrics_path(str(results_dir)))
+        raise SystemExit(f"no finished cells under {results_dir} (looked for {pattern})")
     summary = summarise(files)
     write_text(summary.to_csv(index=False), out_dir / "summary.csv")
-    cells = [prediction_paths({k: row[k] for k in KEY_COLUMNS}, str(results_dir))
-             for row in summary.to_dict("records")]
-    aggregate_stage(cells, {"cells": out_dir / "aggregate.csv", "median": out_dir / "median_pgr.csv"}, metric)
+    cells = [prediction_paths({k: row[k] for k in KEY_COLUMNS}, str(results_dir)) for row in summary.to_dict("records")]
+    intervals = aggregate(cell_predictions(cells))
+    write_text(intervals.to_csv(index=False), out_dir / "aggregate.csv")
+    write_text(median_pgr(intervals, metric).to_csv(index=False), out_dir / "median_pgr.csv")
+    # Read back, as the plots rule reads it, so that both draw from the same table.
     intervals = pd.read_csv(out_dir / "aggregate.csv")
     plot_results(summary, out_dir / "w2s_results.png", out_dir / "w2s_results.pdf", metric, intervals)
     if summary["strong_size"].nunique() > 1:
@@ -43,8 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = args.out or args.results / "partial"
     n = build_report(args.results, out, args.metric)
-    print(f"{n} finished cell-seed rows -> {out}/summary.csv, aggregate.csv, median_pgr.csv, w2s_results.png/.pdf",
-          file=sys.stdout)
+    print(
+        f"{n} finished cell-seed rows -> {out}/summary.csv, aggregate.csv, median_pgr.csv, w2s_results.png/.pdf",
+        file=sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ One panel per task; x is the strong model's parameter count (config `size`, carr
 `strong_size`), one line per intervention's student and one for the strong ceiling, and the weak floor
 of each weak model as a dashed line. Drawn only when a sweep has several strong models.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from w2s.analysis.plots import CEILING_COLOR, METRICS, PAIR, WEAK_COLOR, _require, _style, series_stats
+from w2s.analysis.plots import CEILING_COLOR, METRICS, WEAK_COLOR, _require, _style, series_stats
 
 WEAK_LINESTYLES = ["--", ":", "-.", (0, (5, 1))]
 
@@ -44,18 +45,31 @@ def build_size_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.
         for k, weak in enumerate(dict.fromkeys(rows.weak)):
             of_weak = rows[rows.weak == weak]
             floor = of_weak[of_weak.series == "weak"]["mean"].mean()
-            ax.axhline(floor, color=WEAK_COLOR, linestyle=WEAK_LINESTYLES[k % len(WEAK_LINESTYLES)], linewidth=1.2,
-                       label=f"weak: {weak}" if i == 0 else None)
+            ax.axhline(
+                floor,
+                color=WEAK_COLOR,
+                linestyle=WEAK_LINESTYLES[k % len(WEAK_LINESTYLES)],
+                linewidth=1.2,
+                label=f"weak: {weak}" if i == 0 else None,
+            )
             for j, name in enumerate(["ceiling"] + interventions):
                 line = of_weak[of_weak.series == name]
                 if line.empty:
                     continue
                 style = {"color": CEILING_COLOR, "marker": "s"} if name == "ceiling" else _style(j - 1)
                 err = [line["mean"] - line["lo"], line["hi"] - line["mean"]]
-                container = ax.errorbar(line["strong_size"], line["mean"], yerr=err, capsize=3, markersize=6,
-                                        linewidth=1.4 if name == "ceiling" else 1.0, **style,
-                                        label=(f"student: {name}" if name != "ceiling" else "strong ceiling (GT)")
-                                        if i == 0 and k == 0 else None)
+                container = ax.errorbar(
+                    line["strong_size"],
+                    line["mean"],
+                    yerr=err,
+                    capsize=3,
+                    markersize=6,
+                    linewidth=1.4 if name == "ceiling" else 1.0,
+                    **style,
+                    label=(f"student: {name}" if name != "ceiling" else "strong ceiling (GT)")
+                    if i == 0 and k == 0
+                    else None,
+                )
                 container.lines[0].set_gid(f"{task}|{weak}|{name}")
         ax.set_xscale("log")
         ax.set_xlabel("strong model parameters (millions)")

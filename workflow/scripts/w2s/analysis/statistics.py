@@ -1,4 +1,5 @@
 """Seed-level aggregation of test metrics with two-level bootstrap intervals, and the median PGR over tasks."""
+
 from __future__ import annotations
 
 import zlib
@@ -16,7 +17,7 @@ METRICS = {"acc": accuracy, "auroc": auroc}
 _pgr = np.vectorize(pgr, otypes=[float])
 
 
-def _auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
+def auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
     """AUROC of each row of (labels, p) at once, via the Mann-Whitney rank sum with average ranks for
     ties, which equals roc_auc_score; one sklearn call per draw would dominate the runtime."""
     n_pos = labels.sum(axis=1)
@@ -51,8 +52,11 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
     k = len(labels)
 
     out: dict[str, float] = {"n_seeds": k}
-    means = {(who, m): float(np.mean([f(y, p) for y, p in zip(labels, preds[who])]))
-             for who in WHO for m, f in METRICS.items()}
+    means = {
+        (who, m): float(np.mean([f(y, p) for y, p in zip(labels, preds[who])]))
+        for who in WHO
+        for m, f in METRICS.items()
+    }
 
     # reps[(who, m)][b, i]: metric on the i-th seed drawn in replicate b, on its own example resample.
     seed_draw = rng.integers(0, k, size=(n_boot, k))
@@ -65,7 +69,7 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
         for who in WHO:
             ps = preds[who][s][idx]
             reps[(who, "acc")][at] = ((ps > 0.5) == (ys == 1)).mean(axis=1)
-            reps[(who, "auroc")][at] = _auroc_rows(ys, ps)
+            reps[(who, "auroc")][at] = auroc_rows(ys, ps)
     rep_means = {key: r.mean(axis=1) for key, r in reps.items()}
 
     for who in WHO:
@@ -78,6 +82,27 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
         boot = _pgr(rep_means[("student", m)], rep_means[("weak", m)], rep_means[("ceiling", m)])
         out[f"pgr_{m}_lo"], out[f"pgr_{m}_hi"] = _interval(boot, level)
     return out
+
+
+def cell_predictions(cells: list[dict]) -> pd.DataFrame:
+    """One row per cell and seed with its test labels and the weak, ceiling and student test predictions
+    (aligned to the test split's order), read from the `<who>_path` entries of w2s.layout.prediction_paths."""
+    rows = []
+    for cell in cells:
+        test = pd.read_parquet(cell["test_path"])
+        preds = {
+            who: pd.read_parquet(cell[f"{who}_path"]).set_index("id").loc[test["id"], "soft_pred"].to_numpy()
+            for who in ("weak", "ceiling", "student")
+        }
+        rows.append(
+            {
+                **{k: cell[k] for k in KEYS},
+                "seed": cell["seed"],
+                "labels": test["label"].to_numpy(),
+                **{f"p_{who}": p for who, p in preds.items()},
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def aggregate(cells: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:

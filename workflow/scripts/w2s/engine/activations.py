@@ -3,6 +3,7 @@
 EleutherAI/w2s ran one example at a time and kept every layer; here examples go in length-sorted batches
 with dynamic padding, only the requested layers are kept, and blocks above the deepest one are not run.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedToken
 
 from w2s.engine.batching import iterate, sorted_batches, tokenize
 from w2s.engine.modeling import ModelSpec, load_tokenizer, pool, resolve_pooling
+
 
 def middle_layer(num_hidden_layers: int) -> int:
     return num_hidden_layers // 2
@@ -49,7 +51,7 @@ class FrozenBackbone:
     @classmethod
     def load(
         cls, model_path: str, layers: list[int] | None = None, pooling: str = "auto", device: str | None = None
-    ) -> "FrozenBackbone":
+    ) -> FrozenBackbone:
         config = AutoConfig.from_pretrained(model_path)
         n = config.num_hidden_layers
         layers = sorted(set(layers)) if layers is not None else [middle_layer(n)]

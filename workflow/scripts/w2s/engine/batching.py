@@ -1,7 +1,8 @@
 """Dynamic padding with length-grouped batches: similar lengths share a batch, so little compute is padding."""
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,16 +25,16 @@ def length_grouped_batches(
     mega = batch_size * megabatch_factor
     batches = []
     for start in range(0, len(order), mega):
-        chunk = order[start:start + mega]
+        chunk = order[start : start + mega]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Inference batches, longest first so an out-of-memory error shows up at once."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ at any moment, mid-save included, leaves the previous complete checkpoint or the
 file under the checkpoint's name. A fingerprint of the run's settings and data is stored in it, so that a
 checkpoint left by a run with another config or other data is ignored rather than resumed.
 """
+
 from __future__ import annotations
 
 import hashlib

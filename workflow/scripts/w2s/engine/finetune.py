@@ -4,6 +4,7 @@ Weak models, ceilings and students all run through `train_and_predict`; they dif
 they are given. A student is given tables whose labels are weak labels: ground truth never enters here
 except through the caller's choice of tables.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,15 +74,29 @@ class TrainedModel:
 
     def predict(self, table: pd.DataFrame, name: str) -> pd.DataFrame:
         """DataFrame(id, soft_pred) for the texts of `table`."""
-        p = predict_proba(self.model, self.tokenizer, table["text"].tolist(), self.cfg.eval_batch_size,
-                          self.cfg.max_length, self.accelerator, name)
+        p = predict_proba(
+            self.model,
+            self.tokenizer,
+            table["text"].tolist(),
+            self.cfg.eval_batch_size,
+            self.cfg.max_length,
+            self.accelerator,
+            name,
+        )
         return pd.DataFrame({"id": table["id"].to_numpy(), "soft_pred": p})
 
     def features(self, texts: list[str]) -> np.ndarray:
         """The pooled final-layer features the head reads, one row per text in input order."""
         ids = tokenize(self.tokenizer, texts, self.cfg.max_length)
-        return infer_token_ids(self.model, ids, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
-                               self.accelerator, "features", lambda module, batch: module.features(**batch))
+        return infer_token_ids(
+            self.model,
+            ids,
+            self.tokenizer.pad_token_id,
+            self.cfg.eval_batch_size,
+            self.accelerator,
+            "features",
+            lambda module, batch: module.features(**batch),
+        )
 
     def save(self, save_dir: str | os.PathLike) -> None:
         self.tokenizer.save_pretrained(save_dir)
@@ -109,8 +124,17 @@ def train_model(
     model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
     started = time.time()
     loss_fn = build_loss(loss, train_labels=train["soft_label"].to_numpy(), **(loss_params or {}))
-    history = train_classifier(model, tokenizer, train, val, loss_fn, cfg, seed, accelerator,
-                               checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir))
+    history = train_classifier(
+        model,
+        tokenizer,
+        train,
+        val,
+        loss_fn,
+        cfg,
+        seed,
+        accelerator,
+        checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+    )
     info = {
         "model": spec.alias,
         "model_path": spec.path,
@@ -122,7 +146,11 @@ def train_model(
         "n_val": 0 if val is None else len(val),
         "device": str(accelerator.device),
         "wall_seconds": time.time() - started,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
         **history,
     }
     return TrainedModel(model, tokenizer, accelerator, cfg), info

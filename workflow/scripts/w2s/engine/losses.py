@@ -3,17 +3,43 @@
 `progress` is the fraction of optimiser steps done (0 to 1), for losses whose weight follows a schedule.
 `train_labels` (every weak soft label of the training set) is given to every loss when it is built, for
 losses that need training-set statistics; the others ignore it.
-A new loss is one class here (its constructor takes `train_labels` and its config parameters as keywords)
-plus its name in LOSSES (and in the schema).
+
+A new loss is one class here, whose constructor takes `train_labels` and, as keywords without defaults,
+the config parameters its PARAMS declares; then its name in LOSSES. PARAMS is the one definition of those
+parameters: the schema (workflow/schemas/config.schema.yaml, the loss's if/then block under
+definitions.intervention, and the loss enum) and the loss table of config/README.md restate them, and
+tests/test_loss_params.py fails until they agree with PARAMS.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 Loss = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A loss's config parameter: `schema` is the JSON-schema fragment its values must match, `doc` its
+    meaning in one line."""
+
+    name: str
+    schema: dict[str, Any]
+    default: Any
+    doc: str
+
+
+WARMUP_FRAC = Param(
+    "warmup_frac",
+    {"type": "number", "minimum": 0, "maximum": 1},
+    0.2,
+    "fraction of the optimiser steps over which the weight α rises linearly from 0",
+)
 
 
 def soft_targets(p1: torch.Tensor) -> torch.Tensor:
@@ -53,7 +79,9 @@ def ramp(progress: float, peak: float, warmup_frac: float) -> float:
 class CrossEntropy:
     """Cross-entropy against soft labels: the naive weak-to-strong baseline (`xent`)."""
 
-    def __init__(self, train_labels=None):
+    PARAMS = ()
+
+    def __init__(self, train_labels):
         del train_labels  # no training-set statistic matters here
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
@@ -83,10 +111,26 @@ class LogConfidence:
     (1 - f0)-quantile of p0). Counting rather than interpolating keeps that fraction exact. The last n are
     a buffer of `buffer_size` predictions, not the micro-batch alone, so that small micro-batches still get
     a threshold that reflects the class balance. Buffered predictions come from
-    slightly older parameters; with the default 512 and batches of 32 that is at most 16 steps old.
+    slightly older parameters; with a buffer of 512 and batches of 32 that is at most 16 steps old.
     """
 
-    def __init__(self, train_labels=None, alpha_max: float = 0.5, warmup_frac: float = 0.2, buffer_size: int = 512):
+    PARAMS = (
+        Param(
+            "alpha_max",
+            {"type": "number", "minimum": 0, "maximum": 1},
+            0.5,
+            "weight α of the student's hardened prediction in the target after warmup",
+        ),
+        WARMUP_FRAC,
+        Param(
+            "buffer_size",
+            {"type": "integer", "minimum": 1},
+            512,
+            "recent predictions whose quantile sets the hardening threshold",
+        ),
+    )
+
+    def __init__(self, train_labels, alpha_max: float, warmup_frac: float, buffer_size: int):
         _check_schedule("alpha_max", alpha_max, warmup_frac)
         if alpha_max > 1:
             raise ValueError(f"alpha_max must be <= 1 so that the target stays a distribution, got {alpha_max}")
@@ -128,12 +172,18 @@ class Entropy:
 
     The entropy is computed from the live logits so that its gradient lowers it, i.e. pushes each
     prediction toward the class it already leans to (a detached prediction would add no gradient).
-    α ramps like logconf's, by default over the same 20%: early predictions are still arbitrary, and
-    sharpening them before the weak labels have been fitted would lock them in; sharing the schedule also
-    makes entropy and logconf differ only in the shape of the confidence term. `warmup_frac` 0 disables it.
+    α ramps like logconf's, by default over the same steps (both take WARMUP_FRAC): early predictions are
+    still arbitrary, and sharpening them before the weak labels have been fitted would lock them in; sharing
+    the schedule also makes entropy and logconf differ only in the shape of the confidence term.
+    `warmup_frac` 0 disables the ramp.
     """
 
-    def __init__(self, train_labels=None, alpha: float = 0.5, warmup_frac: float = 0.2):
+    PARAMS = (
+        Param("alpha", {"type": "number", "minimum": 0}, 0.5, "weight α of the entropy term after warmup"),
+        WARMUP_FRAC,
+    )
+
+    def __init__(self, train_labels, alpha: float, warmup_frac: float):
         del train_labels  # no training-set statistic matters here
         _check_schedule("alpha", alpha, warmup_frac)
         self.alpha_max, self.warmup_frac = alpha, warmup_frac
@@ -157,7 +207,16 @@ class ConfidenceWindow:
     accumulation) work unchanged and add nothing.
     """
 
-    def __init__(self, train_labels=None, radius: float | str = "midweak"):
+    PARAMS = (
+        Param(
+            "radius",
+            {"oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}, {"const": "midweak"}]},
+            "midweak",
+            'admits examples with |p1 - 1/2| < radius; "midweak": median |weak - 1/2| of train_labels',
+        ),
+    )
+
+    def __init__(self, train_labels, radius: float | str):
         if radius == "midweak":
             if train_labels is None:
                 raise ValueError('window radius "midweak" needs train_labels (the training set\'s weak labels)')
@@ -176,7 +235,9 @@ LOSSES = {"xent": CrossEntropy, "logconf": LogConfidence, "entropy": Entropy, "w
 
 
 def build_loss(name: str, train_labels=None, **params) -> Loss:
-    """The loss `name` with the intervention's `params`; `train_labels` are the training set's weak labels."""
+    """The loss `name` with the intervention's `params`, those not given at their PARAMS default;
+    `train_labels` are the training set's weak labels."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](train_labels=train_labels, **params)
+    loss = LOSSES[name]
+    return loss(train_labels=train_labels, **{**{p.name: p.default for p in loss.PARAMS}, **params})

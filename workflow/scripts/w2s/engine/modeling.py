@@ -1,4 +1,5 @@
 """A pretrained backbone (encoder or decoder) with a 2-way classification head."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ class ModelSpec:
     lora: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, alias: str, entry: dict[str, Any], path: str | None = None) -> "ModelSpec":
+    def from_config(cls, alias: str, entry: dict[str, Any], path: str | None = None) -> ModelSpec:
         return cls(
             alias=alias,
             path=path or entry["path"],

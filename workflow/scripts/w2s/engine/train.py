@@ -6,17 +6,18 @@ An optimizer step always sees one effective batch of `batch_size` examples drawn
 stream, whatever the micro-batch size or the number of processes: these only decide how the batch is cut
 up (micro-batches in turn, each shared out across processes), so they change the result by float error only.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -29,27 +30,31 @@ from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmu
 from w2s.engine.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
 from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.engine.losses import Loss
-from w2s.scoring import soft_cross_entropy
 from w2s.engine.modeling import Classifier
+from w2s.scoring import soft_cross_entropy
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    lr: float = 5e-5
+    """The workflow's defaults live in its config schema (see finetune.train_config_from), so settings have
+    none here, except the two that a caller may leave out: head_lr (None: the head takes lr) and max_steps
+    (None: `epochs` decides). Keyword-only, so that these two can stay beside lr and epochs."""
+
+    lr: float
     head_lr: float | None = None
-    batch_size: int = 32
-    micro_batch_size: int = 16
-    eval_batch_size: int = 64
-    epochs: float = 2.0
+    batch_size: int
+    micro_batch_size: int
+    eval_batch_size: int
+    epochs: float
     max_steps: int | None = None
-    warmup_frac: float = 0.1
-    weight_decay: float = 0.01
-    evals_per_epoch: int = 1
-    select_best_on_val: bool = True
-    max_length: int = 256
-    compile: bool = False
+    warmup_frac: float
+    weight_decay: float
+    evals_per_epoch: int
+    select_best_on_val: bool
+    max_length: int
+    compile: bool
 
     def for_attempt(self, attempt: int) -> TrainConfig:
         """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch and the
@@ -61,8 +66,9 @@ class TrainConfig:
             return self
         target = min(self.batch_size, max(1, self.micro_batch_size >> (attempt - 1)))
         micro = max(d for d in range(1, target + 1) if self.batch_size % d == 0)
-        return dataclasses.replace(self, micro_batch_size=micro,
-                                   eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1)))
+        return dataclasses.replace(
+            self, micro_batch_size=micro, eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1))
+        )
 
 
 def make_accelerator() -> Accelerator:
@@ -73,7 +79,7 @@ def make_accelerator() -> Accelerator:
     return Accelerator(mixed_precision="bf16" if on_gpu else "no", cpu=not on_gpu, kwargs_handlers=[ddp])
 
 
-def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
+def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
     head = {id(p) for p in model.head.parameters()}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
     # Biases and norm weights (1-d tensors) are not decayed, as is standard for transformers. The
@@ -90,7 +96,12 @@ def _optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim
 
 @torch.inference_mode()
 def infer_token_ids(
-    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str,
+    model: Classifier,
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int,
+    accelerator: Accelerator,
+    desc: str,
     output: Callable[[Classifier, dict], torch.Tensor],
 ) -> np.ndarray:
     """`output(module, batch)` (one row per example) for every tokenized example, in input order.
@@ -104,11 +115,16 @@ def infer_token_ids(
     module.eval()
     lengths = np.array([len(t) for t in ids], dtype=np.int64)
     # Dealt out longest first, so that every process gets about the same number of tokens.
-    mine = np.argsort(-lengths, kind="stable")[accelerator.process_index::accelerator.num_processes]
+    mine = np.argsort(-lengths, kind="stable")[accelerator.process_index :: accelerator.num_processes]
     rows = None
     batches = sorted_batches(lengths[mine], batch_size)
-    bar = tqdm(iterate([ids[i] for i in mine], batches, pad_id), total=len(batches), desc=desc, leave=False,
-               disable=not accelerator.is_main_process)
+    bar = tqdm(
+        iterate([ids[i] for i in mine], batches, pad_id),
+        total=len(batches),
+        desc=desc,
+        leave=False,
+        disable=not accelerator.is_main_process,
+    )
     for pos, batch in bar:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
@@ -152,8 +168,9 @@ def predict_proba(
     return predict_token_ids(model, ids, tokenizer.pad_token_id, batch_size, accelerator, desc)
 
 
-def _evaluate(model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, cfg: TrainConfig,
-              accelerator) -> dict[str, float]:
+def _evaluate(
+    model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, cfg: TrainConfig, accelerator
+) -> dict[str, float]:
     p = predict_token_ids(model, val_ids, pad_id, cfg.eval_batch_size, accelerator, "val")
     loss = soft_cross_entropy(target, p)
     acc = float(((p > 0.5) == (target > 0.5)).mean())
@@ -183,8 +200,11 @@ class BatchStream:
         return self.epoch[self.position - 1]
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "epoch": [b.tolist() for b in self.epoch],
-                "position": self.position}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "epoch": [b.tolist() for b in self.epoch],
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -192,8 +212,18 @@ class BatchStream:
         self.position = state["position"]
 
 
-def _backward(model, forward, loss_fn: Loss, ids, labels: torch.Tensor, batch: np.ndarray, pad_id: int,
-              micro_batch_size: int, progress: float, accelerator: Accelerator) -> torch.Tensor:
+def accumulate_gradients(
+    model,
+    forward,
+    loss_fn: Loss,
+    ids,
+    labels: torch.Tensor,
+    batch: np.ndarray,
+    pad_id: int,
+    micro_batch_size: int,
+    progress: float,
+    accelerator: Accelerator,
+) -> torch.Tensor:
     """Accumulate the gradient of the mean loss over `batch`; return this process's part of that mean.
 
     The batch is cut into micro-batches and each micro-batch is shared out across processes. A loss is a
@@ -202,7 +232,7 @@ def _backward(model, forward, loss_fn: Loss, ids, labels: torch.Tensor, batch: n
     the process count. Gradients are synchronised at the last micro-batch only.
     """
     rank, world = accelerator.process_index, accelerator.num_processes
-    micros = [batch[i:i + micro_batch_size] for i in range(0, len(batch), micro_batch_size)]
+    micros = [batch[i : i + micro_batch_size] for i in range(0, len(batch), micro_batch_size)]
     total = torch.zeros((), device=accelerator.device)
     for i, micro in enumerate(micros):
         shard = micro[rank::world]
@@ -221,19 +251,143 @@ def _backward(model, forward, loss_fn: Loss, ids, labels: torch.Tensor, batch: n
     return total
 
 
-def _run_id(cfg: TrainConfig, seed: int, loss_fn: Loss, trainable: dict[str, torch.Tensor], ids,
-            labels: torch.Tensor, val_ids, val_target: np.ndarray) -> str:
+def _run_id(
+    cfg: TrainConfig,
+    seed: int,
+    loss_fn: Loss,
+    trainable: dict[str, torch.Tensor],
+    ids,
+    labels: torch.Tensor,
+    val_ids,
+    val_target: np.ndarray,
+) -> str:
     """A fingerprint of what fixes the training trajectory, so that only a checkpoint of this run is resumed.
 
     The micro-batch and inference batch are left out: an out-of-memory retry changes them and should resume.
     """
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("micro_batch_size", "eval_batch_size", "compile")}
-    settings.update(seed=seed, loss=type(loss_fn).__name__, params=[[n, list(p.shape)] for n, p in trainable.items()],
-                    loss_settings={k: v for k, v in vars(loss_fn).items()
-                                   if isinstance(v, (int, float, str, type(None)))})
-    return fingerprint(settings, np.fromiter(chain(*ids), dtype=np.int64), np.array([len(t) for t in ids]),
-                       labels.numpy(), np.fromiter(chain(*val_ids), dtype=np.int64), val_target)
+    settings = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("micro_batch_size", "eval_batch_size", "compile")
+    }
+    settings.update(
+        seed=seed,
+        loss=type(loss_fn).__name__,
+        params=[[n, list(p.shape)] for n, p in trainable.items()],
+        loss_settings={k: v for k, v in vars(loss_fn).items() if isinstance(v, (int, float, str, type(None)))},
+    )
+    return fingerprint(
+        settings,
+        np.fromiter(chain(*ids), dtype=np.int64),
+        np.array([len(t) for t in ids]),
+        labels.numpy(),
+        np.fromiter(chain(*val_ids), dtype=np.int64),
+        val_target,
+    )
+
+
+@dataclass
+class _RunState:
+    """How far a run has got; a checkpoint holds it besides the weights, optimizer, scheduler and stream."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: tuple | None = None  # ((val_acc, -val_loss), step) of the best evaluation so far
+    best_state: dict[str, torch.Tensor] | None = None
+    tokens: int = 0
+    seconds: float = 0.0  # training time of the earlier jobs that this run resumes
+    started: float = 0.0  # time.perf_counter() when this process began to train
+
+    def elapsed(self) -> float:
+        return self.seconds + time.perf_counter() - self.started
+
+
+def _load_params(trainable: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, value in values.items():
+            trainable[name].copy_(value.to(trainable[name].device))
+
+
+def _resume(
+    checkpoint: dict, trainable: dict[str, torch.Tensor], optimizer, scheduler, stream: BatchStream
+) -> _RunState:
+    """Put a checkpoint's weights, optimizer, scheduler and stream state back; return its run state."""
+    _load_params(trainable, checkpoint["params"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    stream.load_state_dict(checkpoint["stream"])
+    return _RunState(
+        step=checkpoint["step"],
+        history=checkpoint["history"],
+        best=checkpoint["best"],
+        best_state=checkpoint["best_state"],
+        tokens=checkpoint["tokens"],
+        seconds=checkpoint["seconds"],
+    )
+
+
+def _evaluate_and_select(
+    run: _RunState,
+    model,
+    trainable: dict[str, torch.Tensor],
+    loss: torch.Tensor,
+    val_ids,
+    val_target: np.ndarray,
+    pad_id: int,
+    cfg: TrainConfig,
+    total_steps: int,
+    accelerator: Accelerator,
+) -> None:
+    """Evaluate on the validation split, record it in the history and keep the weights if they are the best."""
+    scores = _evaluate(model, val_ids, val_target, pad_id, cfg, accelerator)
+    metrics = {"step": run.step, "train_loss": float(accelerator.reduce(loss, "sum")), **scores}
+    run.history.append(metrics)
+    if accelerator.is_main_process:
+        log.info("step %d/%d %s", run.step, total_steps, metrics)
+    key = (metrics["val_acc"], -metrics["val_loss"])
+    if cfg.select_best_on_val and (run.best is None or key > run.best[0]):
+        run.best = (key, run.step)
+        run.best_state = {n: p.detach().to("cpu", copy=True) for n, p in trainable.items()}
+    model.train()  # inference left it in eval mode
+
+
+def _save_checkpoint(
+    directory: Path,
+    run_id: str,
+    run: _RunState,
+    trainable: dict[str, torch.Tensor],
+    optimizer,
+    scheduler,
+    stream: BatchStream,
+    loss_fn: Loss,
+    accelerator: Accelerator,
+) -> None:
+    # A collective: every process must take part, though only the main process writes.
+    processes = gather_object([process_state(loss_fn, accelerator.device)])
+    if accelerator.is_main_process:
+        save_checkpoint(
+            {
+                "fingerprint": run_id,
+                "step": run.step,
+                "history": run.history,
+                "best": run.best,
+                "best_state": run.best_state,
+                "tokens": run.tokens,
+                "seconds": run.elapsed(),
+                "params": {n: p.detach().cpu() for n, p in trainable.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "stream": stream.state_dict(),
+                "processes": processes,
+            },
+            directory,
+        )
+
+
+def _restore_best(run: _RunState, trainable: dict[str, torch.Tensor], total_steps: int) -> int:
+    """Put the best evaluated weights back unless they are the last ones; return the step they come from."""
+    if run.best_state is None or run.best[1] == total_steps:
+        return total_steps
+    _load_params(trainable, run.best_state)
+    return run.best[1]
 
 
 def train_classifier(
@@ -272,22 +426,15 @@ def train_classifier(
     checkpoint_every = checkpoint_every or eval_every
 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = _optimizer(model, cfg, on_gpu)
+    optimizer = build_optimizer(model, cfg, on_gpu)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_frac * total_steps), total_steps)
     run_id = _run_id(cfg, seed, loss_fn, trainable, ids, labels, val_ids, val_target)
 
-    step, history, best, best_state, tokens, seconds_before = 0, [], None, None, 0, 0.0
+    run = _RunState()
     resumed = load_checkpoint(checkpoint_dir, run_id) if checkpoint_dir is not None else None
     if resumed is not None:
-        with torch.no_grad():
-            for name, value in resumed["params"].items():
-                trainable[name].copy_(value)
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        stream.load_state_dict(resumed["stream"])
-        step, history, best, best_state = resumed["step"], resumed["history"], resumed["best"], resumed["best_state"]
-        tokens, seconds_before = resumed["tokens"], resumed["seconds"]
-        log.info("resuming from the checkpoint at step %d/%d in %s", step, total_steps, checkpoint_dir)
+        run = _resume(resumed, trainable, optimizer, scheduler, stream)
+        log.info("resuming from the checkpoint at step %d/%d in %s", run.step, total_steps, checkpoint_dir)
     # The scheduler stays out of prepare(): accelerate would step it once per process at every step.
     model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if cfg.compile else model
@@ -296,56 +443,45 @@ def train_classifier(
     if resumed is not None and accelerator.process_index < len(resumed["processes"]):
         restore_process_state(resumed["processes"][accelerator.process_index], loss_fn, accelerator.device)
 
-    t0 = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc="train", leave=False, disable=not accelerator.is_main_process)
+    run.started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=run.step, desc="train", leave=False, disable=not accelerator.is_main_process)
     model.train()
-    while step < total_steps:
+    while run.step < total_steps:
         batch = next(stream)
-        loss = _backward(model, forward, loss_fn, ids, labels, batch, pad_id, cfg.micro_batch_size,
-                         step / total_steps, accelerator)
+        loss = accumulate_gradients(
+            model,
+            forward,
+            loss_fn,
+            ids,
+            labels,
+            batch,
+            pad_id,
+            cfg.micro_batch_size,
+            run.step / total_steps,
+            accelerator,
+        )
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += int(sum(lengths[i] for i in batch))
+        run.step += 1
+        run.tokens += int(sum(lengths[i] for i in batch))
         bar.update(1)
-        if val is not None and (step % eval_every == 0 or step == total_steps):
-            scores = _evaluate(model, val_ids, val_target, pad_id, cfg, accelerator)
-            metrics = {"step": step, "train_loss": float(accelerator.reduce(loss, "sum")), **scores}
-            history.append(metrics)
-            if accelerator.is_main_process:
-                log.info("step %d/%d %s", step, total_steps, metrics)
-            key = (metrics["val_acc"], -metrics["val_loss"])
-            if cfg.select_best_on_val and (best is None or key > best[0]):
-                best = (key, step)
-                best_state = {n: p.detach().to("cpu", copy=True) for n, p in trainable.items()}
-            model.train()
-        if checkpoint_dir is not None and (step % checkpoint_every == 0 or step == total_steps):
-            processes = gather_object([process_state(loss_fn, accelerator.device)])
-            if accelerator.is_main_process:
-                save_checkpoint({
-                    "fingerprint": run_id, "step": step, "history": history, "best": best, "best_state": best_state,
-                    "tokens": tokens, "seconds": seconds_before + time.perf_counter() - t0,
-                    "params": {n: p.detach().cpu() for n, p in trainable.items()},
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "stream": stream.state_dict(), "processes": processes,
-                }, checkpoint_dir)
+        if val is not None and (run.step % eval_every == 0 or run.step == total_steps):
+            _evaluate_and_select(
+                run, model, trainable, loss, val_ids, val_target, pad_id, cfg, total_steps, accelerator
+            )
+        if checkpoint_dir is not None and (run.step % checkpoint_every == 0 or run.step == total_steps):
+            _save_checkpoint(checkpoint_dir, run_id, run, trainable, optimizer, scheduler, stream, loss_fn, accelerator)
     bar.close()
-    elapsed = seconds_before + time.perf_counter() - t0
-
-    chosen = total_steps
-    if best_state is not None and best[1] != total_steps:
-        with torch.no_grad():
-            for name, value in best_state.items():
-                trainable[name].copy_(value.to(trainable[name].device))
-        chosen = best[1]
+    elapsed = run.elapsed()
+    chosen = _restore_best(run, trainable, total_steps)
     return {
-        "history": history,
+        "history": run.history,
         "total_steps": total_steps,
         "chosen_step": chosen,
         "train_seconds": elapsed,
-        "train_tokens": tokens,
-        "tokens_per_second": tokens / elapsed if elapsed > 0 else float("nan"),
+        "train_tokens": run.tokens,
+        "tokens_per_second": run.tokens / elapsed if elapsed > 0 else float("nan"),
         "resumed_from_step": 0 if resumed is None else resumed["step"],
         "num_processes": accelerator.num_processes,
     }

@@ -16,6 +16,7 @@ them lies inside the time the job held its devices exclusively. The command-line
 which then holds the lease until it exits; nothing is left to write a release line, so its acquisition
 record says `"ends": "process-exit"` and readers take the end of the job's log as the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,10 @@ def physical_gpus() -> list[tuple[str, str]]:
     try:
         out = subprocess.run(
             [smi, "--query-gpu=index,uuid", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
         # nvidia-smi also exits non-zero when a driver is installed but no GPU is present.
@@ -160,7 +165,11 @@ def _acquire(n: int, candidates: list[str], directory: Path, timeout_s: float, p
 
 
 def _lease_fds(
-    n: int, lock_dir: str | os.PathLike | None, timeout_s: float, poll_s: float, ends: str,
+    n: int,
+    lock_dir: str | os.PathLike | None,
+    timeout_s: float,
+    poll_s: float,
+    ends: str,
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Lock n devices and point CUDA_VISIBLE_DEVICES at them.
 
@@ -184,7 +193,9 @@ def _lease_fds(
         identity = _lease_identity(list(fds), uuids)
         # Other tools grep rule logs for the "leased GPU(s)" prefix: keep it first.
         log.info(
-            "leased GPU(s) %s (lock dir %s)%s; %s", ",".join(fds), directory,
+            "leased GPU(s) %s (lock dir %s)%s; %s",
+            ",".join(fds),
+            directory,
             "; UUIDs " + ", ".join(f"{d}={u}" for d, u in uuids.items()) if uuids else "",
             format_record({"event": "acquire", **identity, "time": _now(), "ends": ends}),
         )
@@ -226,7 +237,7 @@ def parse_record(line: str) -> dict[str, Any] | None:
     if start < 0:
         return None
     try:
-        record = json.loads(line[start + len(RECORD_MARKER):])
+        record = json.loads(line[start + len(RECORD_MARKER) :])
     except json.JSONDecodeError:
         return None
     if not isinstance(record, dict) or record.get("event") not in ("acquire", "release"):
@@ -287,7 +298,8 @@ def lease_gpus(
             # Written before the locks drop, so no other job can hold these devices at a logged time
             # inside this lease's interval.
             log.info(
-                "released GPU(s) %s; %s", ",".join(fds),
+                "released GPU(s) %s; %s",
+                ",".join(fds),
                 format_record({"event": "release", **identity, "time": _now(), "outcome": outcome}),
             )
         for fd in fds.values():
@@ -320,7 +332,8 @@ def _drain_cuda() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run a command holding n GPUs, for shell rules: `python -m w2s.execution.gpu_lease N -- CMD ARGS...`."""
     parser = argparse.ArgumentParser(
-        prog="python -m w2s.execution.gpu_lease", usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
+        prog="python -m w2s.execution.gpu_lease",
+        usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
         description=main.__doc__,
     )
     parser.add_argument("n", type=int, help="number of GPUs to lease")
@@ -331,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
         parser.error("give the command after --")
     split = argv.index("--")
-    args, command = parser.parse_args(argv[:split]), argv[split + 1:]
+    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.n < 0:
         parser.error("n must be >= 0")

@@ -35,8 +35,22 @@ def launch_command(num_processes: int) -> list[str]:
     Port 0 makes accelerate pick a free port, so that several jobs can launch on one machine at once.
     `--multi_gpu` selects torch's launcher, which also starts several processes on CPUs (gloo).
     """
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-            "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "0",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
 
 
 def _jsonable(value: Any) -> Any:

@@ -5,6 +5,7 @@ says where the student's labels come from. Without a source the student learns t
 A strong-to-strong entry with N iterations becomes N cells, `<name>_it1` ... `<name>_itN`, each trained
 on the labels of the previous one's student, so that every iteration is reported.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -107,26 +108,48 @@ def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str
         if kind == "s2s":
             start = entry["s2s"]["from"]
             if start not in interventions:
-                out.append(f"config key '{at}.s2s.from': {start!r} is not an intervention (defined: {', '.join(interventions)})")
+                out.append(
+                    f"config key '{at}.s2s.from': {start!r} is not an intervention "
+                    f"(defined: {', '.join(interventions)})"
+                )
             elif kind_of(interventions[start]) not in S2S_START_KINDS:
-                out.append(f"config key '{at}.s2s.from': {start!r} has no finetuned student to relabel with; start from an "
-                           "intervention that finetunes on weak, probe, ensemble or bootstrap labels")
-            clashes = [n for n in (iteration_name(name, k) for k in range(1, entry["s2s"].get("iterations", 1) + 1))
-                       if n in interventions]
+                out.append(
+                    f"config key '{at}.s2s.from': {start!r} has no finetuned student to relabel with; "
+                    "start from an intervention that finetunes on weak, probe, ensemble or bootstrap labels"
+                )
+            clashes = [
+                n
+                for n in (iteration_name(name, k) for k in range(1, entry["s2s"].get("iterations", 1) + 1))
+                if n in interventions
+            ]
             if clashes:
-                out.append(f"config key '{at}': its iterations are named {clashes}, which are also intervention names; rename one")
+                out.append(
+                    f"config key '{at}': its iterations are named {clashes}, which are also intervention "
+                    "names; rename one"
+                )
         if kind == "bootstrap":
             for i, alias in enumerate(entry["bootstrap"]["via"]):
                 if alias not in models:
-                    out.append(f"config key '{at}.bootstrap.via[{i}]': model alias {alias!r} is not defined under 'models'")
+                    out.append(
+                        f"config key '{at}.bootstrap.via[{i}]': model alias {alias!r} is not defined under 'models'"
+                    )
         if kind == "ensemble":
             spec = entry["ensemble"]
             for i, alias in enumerate(spec.get("weak_models") or []):
                 if alias not in models:
-                    out.append(f"config key '{at}.ensemble.weak_models[{i}]': model alias {alias!r} is not defined under 'models'")
+                    out.append(
+                        f"config key '{at}.ensemble.weak_models[{i}]': model alias {alias!r} is not "
+                        "defined under 'models'"
+                    )
             if len(spec.get("weak_models") or [None]) * spec.get("replicas", 1) < 2:
-                out.append(f"config key '{at}.ensemble': one supervisor is not an ensemble; list several weak_models or set "
-                           "replicas >= 2")
-        if kind == "linear_probe" and (entry.get("loss", "xent") != "xent" or Intervention(name, name, entry, kind).loss_params):
-            out.append(f"config key '{at}': a linear probe on frozen features trains no student; remove the loss and its parameters")
+                out.append(
+                    f"config key '{at}.ensemble': one supervisor is not an ensemble; list several "
+                    "weak_models or set replicas >= 2"
+                )
+        trains_loss = entry.get("loss", "xent") != "xent" or Intervention(name, name, entry, kind).loss_params
+        if kind == "linear_probe" and trains_loss:
+            out.append(
+                f"config key '{at}': a linear probe on frozen features trains no student; remove the loss "
+                "and its parameters"
+            )
     return out

@@ -1,5 +1,6 @@
 """Linear probes for Burns et al.'s saliency analyses: how much of a label is linearly readable from a
 model's features, with the regularisation chosen on a validation split."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,13 +8,19 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from w2s.scoring import soft_cross_entropy
 from w2s.labels.probes import fit_soft_logreg
 from w2s.labels.tables import weak_label_table
+from w2s.scoring import soft_cross_entropy
 
 
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                     Cs: list[float], max_iter: int = 1000):
+def fit_linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    Cs: list[float],
+    max_iter: int = 1000,
+):
     """Fit a soft-label logistic regression per C on train; keep the one with the lowest val cross-entropy.
 
     Returns (fitted pipeline, chosen C, {C: val cross-entropy}).
@@ -29,8 +36,9 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
     return best[1], best[0], scores
 
 
-def probe_targets(splits: Mapping[str, pd.DataFrame], probe_labels: str,
-                  weak: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+def probe_targets(
+    splits: Mapping[str, pd.DataFrame], probe_labels: str, weak: Mapping[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
     """The labels a saliency probe is fit (strong_train) and selected (val) on: ground truth, or the weak
     soft labels."""
     if probe_labels == "ground_truth":
@@ -38,12 +46,17 @@ def probe_targets(splits: Mapping[str, pd.DataFrame], probe_labels: str,
     return {n: weak_label_table(splits[n], weak[n])["soft_label"].to_numpy() for n in ("strong_train", "val")}
 
 
-def probe_and_predict(features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
-                      test: pd.DataFrame, saliency: dict) -> tuple[pd.DataFrame, dict]:
+def probe_and_predict(
+    features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], test: pd.DataFrame, saliency: dict
+) -> tuple[pd.DataFrame, dict]:
     """Fit the saliency probe on strong_train's features, choose C on val's, predict test: the predictions
     and what was chosen."""
-    model, C, scores = fit_linear_probe(features["strong_train"], targets["strong_train"], features["val"],
-                                        targets["val"], saliency["C"])
+    model, C, scores = fit_linear_probe(
+        features["strong_train"], targets["strong_train"], features["val"], targets["val"], saliency["C"]
+    )
     pred = pd.DataFrame({"id": test["id"].to_numpy(), "soft_pred": model.predict_proba(features["test"])[:, 1]})
-    return pred, {"probe_labels": saliency["probe_labels"], "C": C,
-                  "val_cross_entropy": {str(c): v for c, v in scores.items()}}
+    return pred, {
+        "probe_labels": saliency["probe_labels"],
+        "C": C,
+        "val_cross_entropy": {str(c): v for c, v in scores.items()},
+    }

@@ -5,6 +5,7 @@ carries ground truth here), each point's prediction coming from a probe that did
 Filtering drops the `contamination` fraction that disagrees most with its weak label, from the student's
 training and validation data alike; relabelling replaces the weak labels by the probe's predictions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,15 +21,22 @@ def probe_label_tables(
     """(train labels, val labels, probe prediction per input row of train then val)."""
     pool = pd.concat([train, val], ignore_index=True)
     params = {k: v for k, v in probe.items() if k not in ("name", "use")}
-    keep, labels, pred = apply_probe(probe["name"], probe["use"], features_for(pool["id"], act_ids, acts),
-                                     pool["soft_label"].to_numpy(), **params)
+    keep, labels, pred = apply_probe(
+        probe["name"], probe["use"], features_for(pool["id"], act_ids, acts), pool["soft_label"].to_numpy(), **params
+    )
     out = pool.assign(soft_label=labels)
     n = len(train)
     return (out.iloc[:n][keep[:n]].reset_index(drop=True), out.iloc[n:][keep[n:]].reset_index(drop=True), pred)
 
 
-def probe_report(train: pd.DataFrame, val: pd.DataFrame, pred: np.ndarray, kept_train: pd.DataFrame,
-                 kept_val: pd.DataFrame, ground_truth: pd.Series) -> dict:
+def probe_report(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    pred: np.ndarray,
+    kept_train: pd.DataFrame,
+    kept_val: pd.DataFrame,
+    ground_truth: pd.Series,
+) -> dict:
     """How good the probe is (vs weak labels and vs ground truth) and how much a filter dropped.
 
     Ground truth is used here for reporting only; it never enters the label tables.

@@ -4,10 +4,11 @@ A probe predicts p(class 1) for every training point without having seen that po
 prediction either filters (drop the points that disagree most with their weak label) or relabels (train
 the student on the prediction). TopoFilter only filters.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -207,8 +208,10 @@ def apply_probe(
         raise ValueError(f"unknown probe use {use!r}; use one of {USES}")
     probe = PROBES[name]
     if use == "relabel" and not probe.can_relabel:
-        raise ValueError(f"probe {name!r} can only filter; relabel with one of "
-                         f"{sorted(n for n, p in PROBES.items() if p.can_relabel)}")
+        raise ValueError(
+            f"probe {name!r} can only filter; relabel with one of "
+            f"{sorted(n for n, p in PROBES.items() if p.can_relabel)}"
+        )
     if use == "relabel" and contamination is not None:
         raise ValueError("contamination applies to use='filter' only; relabelling keeps every point")
     soft_labels = np.asarray(soft_labels, dtype=np.float64)

@@ -8,15 +8,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from w2s.analysis.statistics import KEYS, aggregate, median_pgr
+from w2s.analysis.statistics import aggregate, cell_predictions, median_pgr
 from w2s.atomic import write_json, write_text
 from w2s.scoring import cell_metrics
 
 PathLike = str | Path
 
 
-def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: PathLike, cell: dict,
-                  provenance: dict, out: PathLike, probe_report: PathLike | None = None) -> None:
+def metrics_stage(
+    test: PathLike,
+    weak: PathLike,
+    ceiling: PathLike,
+    student: PathLike,
+    cell: dict,
+    provenance: dict,
+    out: PathLike,
+    probe_report: PathLike | None = None,
+) -> None:
     """Write the cell's metrics with the config entries that produced them (and the probe's report)."""
     metrics = cell_metrics(*(pd.read_parquet(p) for p in (test, weak, ceiling, student)))
     record = {"cell": cell, "config": provenance, "metrics": metrics}
@@ -27,13 +35,6 @@ def metrics_stage(test: PathLike, weak: PathLike, ceiling: PathLike, student: Pa
 
 def aggregate_stage(cells: list[dict], outputs: Mapping[str, PathLike], metric: str) -> None:
     """Seed means with bootstrap intervals per cell, and median PGR per intervention across tasks."""
-    rows = []
-    for cell in cells:
-        test = pd.read_parquet(cell["test_path"])
-        preds = {who: pd.read_parquet(cell[f"{who}_path"]).set_index("id").loc[test["id"], "soft_pred"].to_numpy()
-                 for who in ("weak", "ceiling", "student")}
-        rows.append({**{k: cell[k] for k in KEYS}, "seed": cell["seed"], "labels": test["label"].to_numpy(),
-                     **{f"p_{who}": p for who, p in preds.items()}})
-    agg = aggregate(pd.DataFrame(rows))
+    agg = aggregate(cell_predictions(cells))
     write_text(agg.to_csv(index=False), outputs["cells"])
     write_text(median_pgr(agg, metric).to_csv(index=False), outputs["median"])

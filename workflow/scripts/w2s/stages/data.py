@@ -13,8 +13,14 @@ from w2s.layout import SPLITS
 PathLike = str | Path
 
 
-def splits_stage(task: str, raw_path: PathLike | None, sizes: Mapping[str, int], seed: int, balance: bool,
-                 outputs: Mapping[str, PathLike]) -> None:
+def splits_stage(
+    task: str,
+    raw_path: PathLike | None,
+    sizes: Mapping[str, int],
+    seed: int,
+    balance: bool,
+    outputs: Mapping[str, PathLike],
+) -> None:
     splits = make_splits(load_task(task, Path(raw_path) if raw_path else None), dict(sizes), seed, balance, task)
     for name in SPLITS:
         write_parquet(splits[name], outputs[name])

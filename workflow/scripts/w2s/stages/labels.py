@@ -21,18 +21,31 @@ def read_tables(paths: Mapping[str, PathLike]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(path) for name, path in paths.items()}
 
 
-def student_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train: PathLike, weak_val: PathLike,
-                         outputs: Mapping[str, PathLike]) -> None:
+def student_labels_stage(
+    strong_train: PathLike,
+    val: PathLike,
+    weak_strong_train: PathLike,
+    weak_val: PathLike,
+    outputs: Mapping[str, PathLike],
+) -> None:
     write_parquet(weak_label_table(pd.read_parquet(strong_train), pd.read_parquet(weak_strong_train)), outputs["train"])
     write_parquet(weak_label_table(pd.read_parquet(val), pd.read_parquet(weak_val)), outputs["val"])
 
 
-def probe_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train: PathLike, weak_val: PathLike,
-                       activations: PathLike, probe: dict, outputs: Mapping[str, PathLike]) -> None:
+def probe_labels_stage(
+    strong_train: PathLike,
+    val: PathLike,
+    weak_strong_train: PathLike,
+    weak_val: PathLike,
+    activations: PathLike,
+    probe: dict,
+    outputs: Mapping[str, PathLike],
+) -> None:
     """Weak labels filtered or relabelled by a probe; the probe's quality is reported beside them."""
     splits = [pd.read_parquet(strong_train), pd.read_parquet(val)]
-    train, val_labels = (weak_label_table(split, pd.read_parquet(weak))
-                         for split, weak in zip(splits, (weak_strong_train, weak_val)))
+    train, val_labels = (
+        weak_label_table(split, pd.read_parquet(weak)) for split, weak in zip(splits, (weak_strong_train, weak_val))
+    )
     act_ids, acts = load_activations(activations)
     kept_train, kept_val, pred = probe_label_tables(train, val_labels, act_ids, acts, probe)
     ground_truth = pd.concat([s["label"] for s in splits], ignore_index=True)
@@ -42,8 +55,9 @@ def probe_labels_stage(strong_train: PathLike, val: PathLike, weak_strong_train:
     write_json({"probe": probe, **report}, outputs["report"])
 
 
-def ensemble_labels_stage(strong_train: PathLike, val: PathLike, members: list[Mapping[str, PathLike]],
-                          outputs: Mapping[str, PathLike]) -> None:
+def ensemble_labels_stage(
+    strong_train: PathLike, val: PathLike, members: list[Mapping[str, PathLike]], outputs: Mapping[str, PathLike]
+) -> None:
     """The mean soft label of several weak supervisors on strong_train and val (no ground truth column)."""
     for name, split in (("train", strong_train), ("val", val)):
         split_name = "strong_train" if name == "train" else "val"
@@ -51,8 +65,13 @@ def ensemble_labels_stage(strong_train: PathLike, val: PathLike, members: list[M
         write_parquet(weak_label_table(pd.read_parquet(split), mean), outputs[name])
 
 
-def linear_probe_stage(split_paths: Mapping[str, PathLike], activations: PathLike, weak_preds: Mapping[str, PathLike],
-                       intervention: dict, outputs: Mapping[str, PathLike]) -> None:
+def linear_probe_stage(
+    split_paths: Mapping[str, PathLike],
+    activations: PathLike,
+    weak_preds: Mapping[str, PathLike],
+    intervention: dict,
+    outputs: Mapping[str, PathLike],
+) -> None:
     """Saliency: a linear probe on the pretrained strong model's frozen activations, fit on strong_train's
     weak labels or ground truth, predicting test. No student is trained."""
     saliency = intervention["entry"]["saliency"]
@@ -62,5 +81,6 @@ def linear_probe_stage(split_paths: Mapping[str, PathLike], activations: PathLik
     targets = probe_targets(splits, saliency["probe_labels"], read_tables(weak_preds))
     pred, info = probe_and_predict(features, targets, splits["test"], saliency)
     write_parquet(pred, outputs["test"])
-    write_json({"role": "linear_probe", "intervention": intervention, "features": "frozen pretrained", **info},
-               outputs["info"])
+    write_json(
+        {"role": "linear_probe", "intervention": intervention, "features": "frozen pretrained", **info}, outputs["info"]
+    )

@@ -48,12 +48,27 @@ def _publish(preds: Mapping[str, pd.DataFrame], record: dict, job: TrainingJob) 
     remove_checkpoints(job.checkpoint_dir)
 
 
-def _train_and_publish(job: TrainingJob, train: pd.DataFrame, val: pd.DataFrame,
-                       predict_on: Mapping[str, pd.DataFrame], record: dict, cell: Intervention | None = None) -> None:
+def _train_and_publish(
+    job: TrainingJob,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    predict_on: Mapping[str, pd.DataFrame],
+    record: dict,
+    cell: Intervention | None = None,
+) -> None:
     spec, cfg = _model(job)
     loss = {} if cell is None else {"loss": cell.loss, "loss_params": cell.loss_params}
-    preds, info = train_and_predict(spec, cfg, train, val, dict(predict_on), job.seed, **loss,
-                                    save_dir=job.save_dir, checkpoint_dir=job.checkpoint_dir)
+    preds, info = train_and_predict(
+        spec,
+        cfg,
+        train,
+        val,
+        dict(predict_on),
+        job.seed,
+        **loss,
+        save_dir=job.save_dir,
+        checkpoint_dir=job.checkpoint_dir,
+    )
     _publish(preds, {**record, **info}, job)
 
 
@@ -61,30 +76,48 @@ def weak_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
     """Train on weak_train ground truth; write soft predictions on strong_train, val and test."""
     splits = read_tables({name: split_paths[name] for name in SPLITS})
     predict_on = {name: splits[name] for name in ("strong_train", "val", "test")}
-    _train_and_publish(job, ground_truth_labels(splits["weak_train"]), ground_truth_labels(splits["val"]),
-                       predict_on, {"role": "weak"})
+    _train_and_publish(
+        job, ground_truth_labels(splits["weak_train"]), ground_truth_labels(splits["val"]), predict_on, {"role": "weak"}
+    )
 
 
 def ceiling_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
     """Train the strong model on strong_train ground truth; write soft predictions on test."""
     splits = read_tables({name: split_paths[name] for name in ("strong_train", "val", "test")})
-    _train_and_publish(job, ground_truth_labels(splits["strong_train"]), ground_truth_labels(splits["val"]),
-                       {"test": splits["test"]}, {"role": "ceiling"})
+    _train_and_publish(
+        job,
+        ground_truth_labels(splits["strong_train"]),
+        ground_truth_labels(splits["val"]),
+        {"test": splits["test"]},
+        {"role": "ceiling"},
+    )
 
 
-def student_stage(job: TrainingJob, label_paths: Mapping[str, PathLike], predict_paths: Mapping[str, PathLike],
-                  intervention: dict) -> None:
+def student_stage(
+    job: TrainingJob, label_paths: Mapping[str, PathLike], predict_paths: Mapping[str, PathLike], intervention: dict
+) -> None:
     """Train the strong student on the label tables (never ground truth) under the intervention's loss;
     write its predictions on every split in `predict_paths` (test; strong_train and val too when a
     strong-to-strong successor relabels with it)."""
     labels = read_tables(label_paths)
     predict_on = {name: table[["id", "text"]] for name, table in read_tables(predict_paths).items()}
-    _train_and_publish(job, labels["train"], labels["val"], predict_on,
-                       {"role": "student", "intervention": intervention}, Intervention(**intervention))
+    _train_and_publish(
+        job,
+        labels["train"],
+        labels["val"],
+        predict_on,
+        {"role": "student", "intervention": intervention},
+        Intervention(**intervention),
+    )
 
 
-def bootstrap_step_stage(job: TrainingJob, split_paths: Mapping[str, PathLike], label_preds: Mapping[str, PathLike],
-                         intervention: dict, step: int) -> None:
+def bootstrap_step_stage(
+    job: TrainingJob,
+    split_paths: Mapping[str, PathLike],
+    label_preds: Mapping[str, PathLike],
+    intervention: dict,
+    step: int,
+) -> None:
     """One intermediate model of a bootstrap chain: trained on the previous step's soft predictions for
     strong_train (selected on val's), it relabels strong_train and val for the next step; its test
     predictions record how good a supervisor it became."""
@@ -92,13 +125,23 @@ def bootstrap_step_stage(job: TrainingJob, split_paths: Mapping[str, PathLike], 
     prev = read_tables(label_preds)
     train, val = (weak_label_table(splits[n], prev[n]) for n in ("strong_train", "val"))
     predict_on = {n: splits[n][["id", "text"]] for n in ("strong_train", "val", "test")}
-    _train_and_publish(job, train, val, predict_on,
-                       {"role": "bootstrap_step", "step": step, "intervention": intervention},
-                       Intervention(**intervention))
+    _train_and_publish(
+        job,
+        train,
+        val,
+        predict_on,
+        {"role": "bootstrap_step", "step": step, "intervention": intervention},
+        Intervention(**intervention),
+    )
 
 
-def finetune_probe_stage(job: TrainingJob, label_paths: Mapping[str, PathLike], split_paths: Mapping[str, PathLike],
-                         weak_preds: Mapping[str, PathLike], intervention: dict) -> None:
+def finetune_probe_stage(
+    job: TrainingJob,
+    label_paths: Mapping[str, PathLike],
+    split_paths: Mapping[str, PathLike],
+    weak_preds: Mapping[str, PathLike],
+    intervention: dict,
+) -> None:
     """Saliency: finetune the student on weak labels, then fit a linear probe on its own pooled features.
 
     With probe_labels ground_truth, strong_train's ground truth is read after training, by the probe only:
@@ -108,18 +151,36 @@ def finetune_probe_stage(job: TrainingJob, label_paths: Mapping[str, PathLike], 
     saliency = cell.entry["saliency"]
     spec, cfg = _model(job)
     labels = read_tables(label_paths)
-    trained, info = train_model(spec, cfg, labels["train"], labels["val"], job.seed, cell.loss, cell.loss_params,
-                                checkpoint_dir=job.checkpoint_dir)
+    trained, info = train_model(
+        spec,
+        cfg,
+        labels["train"],
+        labels["val"],
+        job.seed,
+        cell.loss,
+        cell.loss_params,
+        checkpoint_dir=job.checkpoint_dir,
+    )
     splits = read_tables(split_paths)
     features = {n: trained.features(t["text"].tolist()) for n, t in splits.items()}
     targets = probe_targets(splits, saliency["probe_labels"], read_tables(weak_preds))
     pred, probe_info = probe_and_predict(features, targets, splits["test"], saliency)
-    _publish({"test": pred}, {"role": "finetune_probe", "intervention": intervention, "features": "finetuned student",
-                              **probe_info, **info}, job)
+    _publish(
+        {"test": pred},
+        {"role": "finetune_probe", "intervention": intervention, "features": "finetuned student", **probe_info, **info},
+        job,
+    )
 
 
-def activations_stage(split_paths: list[PathLike], model_path: str, pooling: str, max_length: int,
-                      layers: list[int] | None, batch_size: int, out: PathLike) -> None:
+def activations_stage(
+    split_paths: list[PathLike],
+    model_path: str,
+    pooling: str,
+    max_length: int,
+    layers: list[int] | None,
+    batch_size: int,
+    out: PathLike,
+) -> None:
     """Frozen pretrained features of every example in `split_paths` (all seeds' strong_train and val), once."""
     examples = pd.concat([pd.read_parquet(p)[["id", "text"]] for p in split_paths]).drop_duplicates("id")
     acts = extract_activations(model_path, examples["text"].tolist(), layers, pooling, max_length, batch_size)

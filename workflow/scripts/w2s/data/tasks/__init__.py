@@ -1,5 +1,6 @@
 """The task registry: one entry per task holds where its data comes from and how a record becomes
 (text, label), so adding a task means adding one entry to HUB_TASKS or OFFLINE_TASKS."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Tasks loaded from the Hugging Face hub (as in openai/weak-to-strong), each a pure record formatter."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,11 +3,12 @@
 Each parser turns the wheel members (path -> bytes) into (text, label), stripping whitespace but keeping
 duplicates: the split step deduplicates, and needs to see them to do it consistently.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import Mapping
 
 import pandas as pd
 

@@ -1,9 +1,11 @@
 """What a task is, and the checks every task's table must pass before any rule uses it."""
+
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 import pandas as pd
 
