@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from test_train import toy, train_tiny
-from tiny_models import tiny_bert
+from tiny_models import tiny_bert, train_config
 from w2s.engine.checkpoint import NAME, fingerprint, load_checkpoint, remove_checkpoints, save_checkpoint
 from w2s.engine.losses import build_loss
-from w2s.engine.train import TrainConfig
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "workflow" / "scripts"
 
@@ -49,19 +48,7 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, monkeyp
     path = str(tiny_bert(tmp_path / "bert"))  # with dropout, so that resuming must restore the RNG streams
     train, val = toy(1), toy(1).iloc[::2]
     # 12 examples in batches of 4 over 2 epochs: 6 steps, evaluated and saved every 2.
-    cfg = TrainConfig(
-        lr=1e-3,
-        batch_size=4,
-        micro_batch_size=2,
-        eval_batch_size=16,
-        epochs=2,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=2,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=2, eval_batch_size=16, evals_per_epoch=2, max_length=16)
 
     def run(cfg=cfg, **kwargs):
         # logconf keeps a buffer of recent predictions: state beyond the model that must come back too.

@@ -102,11 +102,10 @@ from accelerate import PartialState
 from test_train import toy, train_tiny
 from w2s.engine.checkpoint import NAME
 from w2s.engine.losses import build_loss
-from w2s.engine.train import TrainConfig
+from tiny_models import train_config
 
 path, out = sys.argv[1], Path(sys.argv[2])
-cfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, epochs=2, warmup_frac=0.1,
-                  weight_decay=0.01, evals_per_epoch=2, select_best_on_val=True, max_length=16, compile=False)
+cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, evals_per_epoch=2, max_length=16)
 run = lambda **kw: train_tiny(path, cfg, toy(1), toy(1).iloc[::2], build_loss("logconf", buffer_size=6), **kw)
 whole_model, whole = run()
 adamw_step, calls = torch.optim.AdamW.step, []

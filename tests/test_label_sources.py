@@ -266,26 +266,15 @@ def test_finetuned_features_batched_equal_one_at_a_time(toy):
     the features it has alone, in input order."""
     import torch
 
+    from tiny_models import train_config
     from w2s.engine.finetune import TrainedModel
     from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
-    from w2s.engine.train import TrainConfig, make_accelerator
+    from w2s.engine.train import make_accelerator
 
     root, model_path, entry, train_section, split_paths = toy
     spec = ModelSpec.from_config("tiny", entry, model_path)
     model, tokenizer = load_classifier(spec), load_tokenizer(spec)
-    cfg = TrainConfig(
-        lr=5e-5,
-        batch_size=32,
-        micro_batch_size=16,
-        eval_batch_size=4,
-        epochs=2.0,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(eval_batch_size=4, max_length=16)
     trained = TrainedModel(model, tokenizer, make_accelerator(), cfg)
     texts = ["good", "awful film 12 was not good at all", "great film", "bad", "the film is great 7"]
     batched = trained.features(texts)

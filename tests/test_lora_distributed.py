@@ -21,7 +21,8 @@ import transformers
 from test_train import POS, NEG, table, toy
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
-from w2s.engine.train import TrainConfig, make_accelerator, predict_proba, train_classifier
+from tiny_models import train_config
+from w2s.engine.train import make_accelerator, predict_proba, train_classifier
 
 path, out, checkpointing = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
 spec = ModelSpec("tiny", path, gradient_checkpointing=checkpointing,
@@ -33,9 +34,7 @@ tokenizer = load_tokenizer(spec)
 before = {n: p.detach().clone() for n, p in model.named_parameters()}
 # 9 training examples in batches of 4: steps of 4, 4 and 1 examples, micro-batches of 3 and 1, so that the
 # processes get unequal shares and one of them none at all.
-cfg = TrainConfig(lr=1e-2, head_lr=3e-2, batch_size=4, micro_batch_size=3, eval_batch_size=5, epochs=3,
-                  warmup_frac=0.1, weight_decay=0.01, evals_per_epoch=1, select_best_on_val=True, max_length=16,
-                  compile=False)
+cfg = train_config(lr=1e-2, head_lr=3e-2, batch_size=4, micro_batch_size=3, eval_batch_size=5, epochs=3, max_length=16)
 info = train_classifier(model, tokenizer, toy(1).iloc[1:10], toy(1).iloc[::3], build_loss("xent"), cfg, 0,
                         accelerator)
 test = table(POS + NEG, [1.0] * 6 + [0.0] * 6, "x")

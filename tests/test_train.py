@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tiny_models import tiny_bert
+from tiny_models import tiny_bert, train_config
 from w2s.engine.batching import collate, tokenize
 from w2s.engine.finetune import LabelTableError, check_label_table, train_and_predict
 from w2s.engine.losses import build_loss
@@ -33,19 +33,7 @@ def toy(n_rep=8):
     return table(texts, labels * n_rep, "t")
 
 
-CFG = TrainConfig(
-    lr=3e-3,
-    batch_size=8,
-    micro_batch_size=4,
-    eval_batch_size=16,
-    epochs=4,
-    warmup_frac=0.1,
-    weight_decay=0.01,
-    evals_per_epoch=1,
-    select_best_on_val=True,
-    max_length=16,
-    compile=False,
-)
+CFG = train_config(lr=3e-3, batch_size=8, micro_batch_size=4, eval_batch_size=16, epochs=4, max_length=16)
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +53,7 @@ def test_training_learns_a_separable_task(bert_path):
 
 def test_training_is_deterministic_given_a_seed(bert_path):
     train = toy(2)
-    cfg = TrainConfig(
-        lr=1e-3,
-        batch_size=4,
-        micro_batch_size=2,
-        eval_batch_size=64,
-        epochs=1,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=2, epochs=1, max_length=16)
     runs = [
         train_and_predict(ModelSpec("tiny", bert_path), cfg, train, None, {"t": train}, seed=s)[0]["t"]
         for s in (3, 3, 4)
@@ -97,20 +73,7 @@ def test_label_tables_keep_only_id_text_soft_label():
 
 def test_max_steps_overrides_epochs(bert_path):
     train = toy(2)
-    cfg = TrainConfig(
-        lr=1e-3,
-        batch_size=4,
-        micro_batch_size=2,
-        eval_batch_size=64,
-        epochs=5,
-        max_steps=3,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=2, epochs=5, max_steps=3, max_length=16)
     _, info = train_and_predict(ModelSpec("tiny", bert_path), cfg, train, train.iloc[:4], {}, seed=0)
     assert info["total_steps"] == 3 and info["history"][-1]["step"] == 3
 
@@ -134,19 +97,7 @@ def test_max_steps_overrides_epochs(bert_path):
     ],
 )
 def test_each_retry_halves_the_micro_batch_to_a_divisor_of_the_effective_batch(batch, micro, attempt, expected):
-    cfg = TrainConfig(
-        lr=5e-5,
-        batch_size=batch,
-        micro_batch_size=micro,
-        eval_batch_size=64,
-        epochs=2.0,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=256,
-        compile=False,
-    ).for_attempt(attempt)
+    cfg = train_config(batch_size=batch, micro_batch_size=micro).for_attempt(attempt)
     assert cfg.micro_batch_size == expected and cfg.batch_size == batch
     assert cfg.eval_batch_size == max(1, 64 >> (attempt - 1))
 
@@ -154,19 +105,7 @@ def test_each_retry_halves_the_micro_batch_to_a_divisor_of_the_effective_batch(b
 def test_retries_never_grow_the_micro_batch_nor_leave_the_divisors():
     for batch in range(1, 49):
         for micro in (d for d in range(1, batch + 1) if batch % d == 0):
-            cfg = TrainConfig(
-                lr=5e-5,
-                batch_size=batch,
-                micro_batch_size=micro,
-                eval_batch_size=64,
-                epochs=2.0,
-                warmup_frac=0.1,
-                weight_decay=0.01,
-                evals_per_epoch=1,
-                select_best_on_val=True,
-                max_length=256,
-                compile=False,
-            )
+            cfg = train_config(batch_size=batch, micro_batch_size=micro)
             sizes = [cfg.for_attempt(a).micro_batch_size for a in range(1, 10)]
             assert sizes[0] == micro and sizes[-1] == 1 and sizes == sorted(sizes, reverse=True)
             assert all(batch % m == 0 and m <= max(1, micro >> a) for a, m in enumerate(sizes))
@@ -200,19 +139,7 @@ def test_accumulated_gradient_is_the_mean_gradient_of_the_effective_batch(tmp_pa
     division by the micro-batch count: gradients are compared, and against a hand-computed full batch."""
     path = str(tiny_bert(tmp_path / "bert", dropout=0.0))
     train = toy(1)  # 12 examples, batches of 8 then 4: micro-batches of 3 split them 3+3+2 and 3+1
-    cfg = TrainConfig(
-        lr=1e-3,
-        batch_size=8,
-        micro_batch_size=3,
-        eval_batch_size=64,
-        epochs=1,
-        warmup_frac=0.0,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=3, epochs=1, warmup_frac=0.0, max_length=16)
     grads = recorded_gradients(monkeypatch)
     train_tiny(path, cfg, train)
     accumulated = list(grads)
@@ -285,19 +212,7 @@ def test_training_with_a_retry_micro_batch_gives_the_same_model(tmp_path):
     """An out-of-memory retry halves the micro-batch: the same effective batches, so the same predictions."""
     path = str(tiny_bert(tmp_path / "bert", dropout=0.0))
     train = toy(2)
-    cfg = TrainConfig(
-        lr=1e-3,
-        batch_size=8,
-        micro_batch_size=8,
-        eval_batch_size=16,
-        epochs=2,
-        warmup_frac=0.1,
-        weight_decay=0.01,
-        evals_per_epoch=1,
-        select_best_on_val=True,
-        max_length=16,
-        compile=False,
-    )
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=8, eval_batch_size=16, max_length=16)
     runs = [
         train_and_predict(ModelSpec("tiny", path), cfg.for_attempt(a), train, train.iloc[:12], {"t": train}, seed=0)[0][
             "t"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from pathlib import Path
 
 from transformers import BertConfig, BertModel, BertTokenizerFast, GPT2Config, GPT2LMHeadModel
+
+from w2s.config import schema_defaults
+from w2s.engine.finetune import train_config_from
+from w2s.engine.train import TrainConfig
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -63,3 +68,9 @@ def tiny_gpt2(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0)
     GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def train_config(**fields) -> TrainConfig:
+    """The training config a model entry gets from the schema's defaults, with `fields` set."""
+    entry, train_section = schema_defaults()
+    return dataclasses.replace(train_config_from(entry, train_section), **fields)

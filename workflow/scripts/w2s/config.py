@@ -113,6 +113,24 @@ def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[
     return config
 
 
+def schema_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model entry and the `train` section as the schema fills them when a config leaves every key out:
+    the training defaults for code that trains outside the workflow (tests, benchmarks), so that they have
+    no second copy."""
+    config = validate_config(
+        {
+            "tasks": [next(iter(TASKS))],
+            "seeds": [0],
+            "weak_models": ["m"],
+            "strong_models": ["m"],
+            "models": {"m": {"path": "org/model"}},
+            "interventions": {"xent": {}},
+        }
+    )
+    entry = {k: v for k, v in config["models"]["m"].items() if k != "path"}
+    return entry, config["train"]
+
+
 def _canonical(value: Any) -> Any:
     """Mappings with their keys sorted, at every depth. Rules pass config entries as params, and Snakemake
     reruns a job whose params read differently: without this, writing out a default or reordering keys in
