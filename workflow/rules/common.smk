@@ -14,6 +14,7 @@ validate_config(config)
 
 SPLITS = layout.SPLITS
 LABELLED = layout.LABELLED_SPLITS
+STRONG_SPLITS = layout.STRONG_SPLITS
 
 
 def _alternatives(names):

@@ -44,7 +44,7 @@ rule bootstrap_step:
         intervention=_alternatives(BOOTSTRAP_INTERVENTIONS),
     input:
         unpack(bootstrap_step_labels),
-        **split_paths(("strong_train", "val", "test")),
+        **split_paths(STRONG_SPLITS),
         model=lambda wildcards: model_inputs(bootstrap_alias(wildcards)),
     output:
         **layout.training_outputs(layout.bootstrap_dir(), "strong_train", "val", "test"),

@@ -5,7 +5,7 @@ rule activations:
         splits=lambda wildcards: [
             split_path(split).format(task=wildcards.task, seed=seed)
             for seed in config["seeds"]
-            for split in ("strong_train", "val", "test")
+            for split in STRONG_SPLITS
         ],
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
@@ -58,7 +58,7 @@ rule linear_probe_student:
     wildcard_constraints:
         intervention=_alternatives(LINEAR_PROBE_INTERVENTIONS),
     input:
-        **split_paths(("strong_train", "val", "test")),
+        **split_paths(STRONG_SPLITS),
         **weak_label_inputs(),
         activations=layout.activations_path(),
     output:

@@ -2,7 +2,7 @@ rule train_ceiling:
     """Strong ceiling: the strong model trained on strong_train ground truth. Shared by every weak model
     and intervention."""
     input:
-        **split_paths(("strong_train", "val", "test")),
+        **split_paths(STRONG_SPLITS),
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:
         **layout.training_outputs(layout.ceiling_dir(), "test"),
@@ -66,7 +66,7 @@ rule train_finetune_probe:
         intervention=_alternatives(FINETUNE_PROBE_INTERVENTIONS),
     input:
         **layout.label_tables(),
-        **{f"split_{s}": split_path(s) for s in ("strong_train", "val", "test")},
+        **{f"split_{s}": split_path(s) for s in STRONG_SPLITS},
         **weak_label_inputs(),
         model=lambda wildcards: model_inputs(wildcards.strong),
     output:

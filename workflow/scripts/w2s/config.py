@@ -17,7 +17,7 @@ from w2s.data.tasks import TASKS
 from w2s.labels.interventions import problems as intervention_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-SPLIT_NAMES = ("weak_train", "strong_train", "val", "test")
+from w2s.layout import SPLITS
 
 
 class ConfigError(ValueError):
@@ -155,7 +155,7 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                     f"(defined: {', '.join(sorted(config['models']))})"
                 )
     splits = config["splits"]
-    wanted = sum(splits[name] for name in SPLIT_NAMES)
+    wanted = sum(splits[name] for name in SPLITS)
     for task in config["tasks"]:
         if task in TASKS and wanted > TASKS[task].n_examples:
             problems.append(

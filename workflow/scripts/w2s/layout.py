@@ -11,6 +11,8 @@ import re
 
 RESULTS = "results"
 SPLITS = ("weak_train", "strong_train", "val", "test")
+# What the strong side sees (every split but the weak model's training data).
+STRONG_SPLITS = ("strong_train", "val", "test")
 # The splits a student's label table exists for: strong_train becomes its `train`, val stays `val`.
 LABELLED_SPLITS = ("strong_train", "val")
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-SPLIT_NAMES = ("weak_train", "strong_train", "val", "test")
+from w2s.layout import SPLITS
 
 
 class SplitError(ValueError):
@@ -40,10 +40,10 @@ def make_splits(
     pool = deduplicate(df)
     rng = np.random.default_rng(seed)
     pool = pool.iloc[rng.permutation(len(pool))].reset_index(drop=True)
-    wanted = sum(sizes[name] for name in SPLIT_NAMES)
+    wanted = sum(sizes[name] for name in SPLITS)
     if balance:
         by_class = {c: g for c, g in pool.groupby("label")}
-        per_class_needed = {name: (sizes[name] + 1) // 2 for name in SPLIT_NAMES}
+        per_class_needed = {name: (sizes[name] + 1) // 2 for name in SPLITS}
         need = sum(per_class_needed.values())
         short = {c: len(g) for c, g in by_class.items() if len(g) < need}
         if short or len(by_class) < 2:
@@ -53,7 +53,7 @@ def make_splits(
                 "lower config 'splits' sizes or set splits.balance: false"
             )
         out, start = {}, 0
-        for name in SPLIT_NAMES:
+        for name in SPLITS:
             k = per_class_needed[name]
             parts = [g.iloc[start : start + k] for g in by_class.values()]
             split = pd.concat(parts).sample(frac=1.0, random_state=int(rng.integers(2**31)))
@@ -66,7 +66,7 @@ def make_splits(
             "lower config 'splits' sizes"
         )
     out, start = {}, 0
-    for name in SPLIT_NAMES:
+    for name in SPLITS:
         out[name] = pool.iloc[start : start + sizes[name]].reset_index(drop=True)
         start += sizes[name]
     return out

@@ -10,6 +10,7 @@ import pandas as pd
 
 from w2s.labels.probes import fit_soft_logreg
 from w2s.labels.tables import weak_label_table
+from w2s.layout import LABELLED_SPLITS
 from w2s.scoring import soft_cross_entropy
 
 
@@ -42,8 +43,8 @@ def probe_targets(
     """The labels a saliency probe is fit (strong_train) and selected (val) on: ground truth, or the weak
     soft labels."""
     if probe_labels == "ground_truth":
-        return {n: splits[n]["label"].to_numpy(dtype=np.float64) for n in ("strong_train", "val")}
-    return {n: weak_label_table(splits[n], weak[n])["soft_label"].to_numpy() for n in ("strong_train", "val")}
+        return {n: splits[n]["label"].to_numpy(dtype=np.float64) for n in LABELLED_SPLITS}
+    return {n: weak_label_table(splits[n], weak[n])["soft_label"].to_numpy() for n in LABELLED_SPLITS}
 
 
 def probe_and_predict(

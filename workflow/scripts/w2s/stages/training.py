@@ -24,7 +24,7 @@ from w2s.execution.ranks import is_main_process
 from w2s.labels.interventions import Intervention
 from w2s.labels.linear_probe import probe_and_predict, probe_targets
 from w2s.labels.tables import ground_truth_labels, weak_label_table
-from w2s.layout import SPLITS
+from w2s.layout import LABELLED_SPLITS, SPLITS, STRONG_SPLITS
 from w2s.stages.labels import read_tables
 
 PathLike = str | Path
@@ -75,7 +75,7 @@ def _train_and_publish(
 def weak_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
     """Train on weak_train ground truth; write soft predictions on strong_train, val and test."""
     splits = read_tables({name: split_paths[name] for name in SPLITS})
-    predict_on = {name: splits[name] for name in ("strong_train", "val", "test")}
+    predict_on = {name: splits[name] for name in STRONG_SPLITS}
     _train_and_publish(
         job, ground_truth_labels(splits["weak_train"]), ground_truth_labels(splits["val"]), predict_on, {"role": "weak"}
     )
@@ -83,7 +83,7 @@ def weak_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
 
 def ceiling_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
     """Train the strong model on strong_train ground truth; write soft predictions on test."""
-    splits = read_tables({name: split_paths[name] for name in ("strong_train", "val", "test")})
+    splits = read_tables({name: split_paths[name] for name in STRONG_SPLITS})
     _train_and_publish(
         job,
         ground_truth_labels(splits["strong_train"]),
@@ -123,8 +123,8 @@ def bootstrap_step_stage(
     predictions record how good a supervisor it became."""
     splits = read_tables(split_paths)
     prev = read_tables(label_preds)
-    train, val = (weak_label_table(splits[n], prev[n]) for n in ("strong_train", "val"))
-    predict_on = {n: splits[n][["id", "text"]] for n in ("strong_train", "val", "test")}
+    train, val = (weak_label_table(splits[n], prev[n]) for n in LABELLED_SPLITS)
+    predict_on = {n: splits[n][["id", "text"]] for n in STRONG_SPLITS}
     _train_and_publish(
         job,
         train,
