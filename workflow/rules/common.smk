@@ -145,7 +145,8 @@ def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
     )
 
 
-def training_threads(alias_of):
+def model_threads(alias_of):
+    """The threads of a job that runs the model that `alias_of` picks (see job_threads)."""
     alias = alias_picker(alias_of)
     return lambda wildcards: job_threads(alias(wildcards))
 

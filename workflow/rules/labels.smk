@@ -51,7 +51,7 @@ rule bootstrap_step:
     params:
         **training_params(bootstrap_alias),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: training_threads(bootstrap_alias)
+    threads: model_threads(bootstrap_alias)
     resources:
         **model_resources(bootstrap_alias),
     conda:

@@ -8,7 +8,7 @@ rule train_ceiling:
         **layout.training_outputs(layout.ceiling_dir(), "test"),
     params:
         **training_params("strong"),
-    threads: training_threads("strong")
+    threads: model_threads("strong")
     resources:
         **model_resources("strong"),
     conda:
@@ -34,7 +34,7 @@ rule train_student:
     params:
         **training_params("strong"),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: training_threads("strong")
+    threads: model_threads("strong")
     resources:
         **model_resources("strong"),
     conda:
@@ -74,7 +74,7 @@ rule train_finetune_probe:
     params:
         **training_params("strong"),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
-    threads: training_threads("strong")
+    threads: model_threads("strong")
     resources:
         **model_resources("strong"),
     conda:

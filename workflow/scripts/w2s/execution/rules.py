@@ -14,7 +14,7 @@ from typing import Any
 
 from w2s.execution.gpu_lease import lease_gpus
 from w2s.execution.job import TrainingJob
-from w2s.execution.launch import launch
+from w2s.execution.launch import Stage, launch
 
 
 def start_rule(snakemake: Any) -> None:
@@ -54,7 +54,7 @@ def training_job(snakemake: Any) -> TrainingJob:
     )
 
 
-def lease_and_launch(snakemake: Any, stage, **inputs: Any) -> None:
+def lease_and_launch(snakemake: Any, stage: Stage, **inputs: Any) -> None:
     """Lease the rule's GPUs and run `stage(job, **inputs)` on them, one data-parallel process per GPU."""
     pin_torch_threads(snakemake.threads)
     gpus = snakemake.resources.gpu
