@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s import gpu_lease
+from w2s.execution import gpu_lease
 from w2s.execution.gpu_lease import lease_gpus
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from w2s import materialize, tasks
+from w2s.data import materialize, tasks
 from w2s.data.materialize import (
     ModelSource,
     WheelHashError,

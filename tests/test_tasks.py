@@ -9,7 +9,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from w2s import tasks
+from w2s.data import tasks
 from w2s.data.tasks import TaskDataError, UnknownTaskError, get_task, load_task, validate_task_frame
 from w2s.data.tasks.hub import (
     format_amazon_polarity,
