@@ -22,7 +22,7 @@ ALLOWED = {
     "engine": set(),
     "execution": set(),
     "stages": {"data", "labels", "engine", "execution", "analysis"},
-    "analysis": set(),
+    "analysis": {"labels"},
 }
 
 

@@ -1,6 +1,9 @@
+import pytest
 import torch
+from huggingface_hub import constants as hub_constants
 
 from tiny_models import tiny_bert, tiny_gpt2
+from w2s.engine import modeling
 from w2s.engine.modeling import ModelSpec, is_decoder, load_classifier, load_tokenizer, pool, resolve_pooling
 
 
@@ -70,3 +73,35 @@ def test_bare_backbones_are_classified_by_model_type():
 
     assert is_decoder(GPT2Config(architectures=["GPT2Model"]))
     assert not is_decoder(BertConfig(architectures=["BertModel"]))
+
+
+@pytest.mark.parametrize("load", [load_tokenizer, load_classifier])
+def test_a_hub_id_that_cannot_be_loaded_names_the_model_and_the_fix(monkeypatch, load):
+    # Offline, transformers fails at once, from its own code, without a network call.
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=r"model 'ghost': 'no-such-org/no-such-model' is not a local directory") as info:
+        load(ModelSpec("ghost", "no-such-org/no-such-model"))
+    assert "hub_offline is set (HF_HUB_OFFLINE=1)" in str(info.value)
+    assert "set hub_offline: false, or point models.ghost.path at a local directory" in str(info.value)
+
+
+def test_a_hub_id_not_found_online_says_to_check_the_id(monkeypatch):
+    def not_found(path, **kwargs):
+        raise OSError(f"{path} is not a local folder and is not a valid model identifier")
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(modeling.AutoTokenizer, "from_pretrained", not_found)
+    with pytest.raises(
+        OSError,
+        match=r"the hub id was not found or the hub was unreachable; check the hub id in "
+        r"models.ghost.path, or point models.ghost.path at a local directory",
+    ):
+        load_tokenizer(ModelSpec("ghost", "no-such-org/no-such-model"))
+
+
+def test_a_local_directory_keeps_its_own_error(tmp_path):
+    path = tiny_bert(tmp_path / "bert")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(OSError) as info:
+        load_classifier(ModelSpec("local", str(path)))
+    assert "Hugging Face hub" not in str(info.value)

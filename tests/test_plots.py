@@ -1,9 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from w2s import plots
+from w2s.analysis import plots
 from w2s.analysis.plots import build_figure, load_summary, plot_results
 
 # (task, seed) -> weak, ceiling; (task, intervention, seed) -> student. AUROC is acc + 0.1 throughout.
@@ -204,8 +205,8 @@ def test_nan_metrics_are_skipped_not_drawn_as_zero():
 def intervals_for(summary, width=0.05):
     """An aggregate table for `summary`: seed means, with intervals of +-width around them."""
     keys = ["task", "weak", "strong", "intervention"]
-    cols = {f"{r}_{m}": "mean" for r in ("weak", "ceiling", "student") for m in ("acc", "auroc")}
-    agg = summary.groupby(keys).agg({**cols, "pgr_acc": "mean", "pgr_auroc": "mean"}).reset_index().assign(n_seeds=2)
+    cols = {f"{r}_{m}": "mean" for r in ("weak", "ceiling", "student", "pgr") for m in ("acc", "auroc")}
+    agg = summary.groupby(keys).agg(cols).reset_index().assign(n_seeds=2)
     for col in cols:
         agg[f"{col}_lo"], agg[f"{col}_hi"] = agg[col] - width, agg[col] + width
     return agg
@@ -265,3 +266,109 @@ def test_pgr_panel_uses_the_pgr_of_seed_means_when_intervals_are_given():
     plain = drawn(build_figure(summary))["median|minilm|mpnet|xent"]
     from_means = drawn(build_figure(summary, intervals=agg))["median|minilm|mpnet|xent"]
     assert plain == pytest.approx([(0.1 + 2.0) / 2]) and from_means == pytest.approx([0.02 / 0.105])
+
+
+# The GT references of the default config sort among the students: finetune_lp_ground_truth comes before xent.
+WITH_REFERENCES = ["entropy", "finetune_lp_ground_truth", "lp_ground_truth", "lp_weak", "xent"]
+REFERENCES = {"finetune_lp_ground_truth", "lp_ground_truth"}
+
+
+def summary_of(names, tasks=("imdb",), references=()):
+    """One seed per task, each intervention's student a little above the last, `references` flagged."""
+    student = {(task, name, 0): 0.72 + 0.01 * i for task in tasks for i, name in enumerate(names)}
+    summary = make_summary({(task, 0): (0.7, 0.9) for task in tasks}, student)
+    return summary.assign(reference=summary.intervention.isin(references))
+
+
+def points_by_name(ax):
+    """intervention (or weak/ceiling) -> (x, colour) of every gid-ed point of a panel."""
+    found = {}
+    for line in ax.lines:
+        gid = line.get_gid() or ""
+        if gid.count("|") == 3 and not gid.startswith("tasks|"):
+            found[gid.rsplit("|", 1)[1]] = (line.get_xdata()[0], to_rgba(line.get_color()))
+    return found
+
+
+@pytest.mark.parametrize("n", [14, 20])
+def test_every_intervention_gets_its_own_colour_the_same_in_every_panel(n):
+    names = [f"cell{i:02d}" for i in range(n)]
+    fig = build_figure(summary_of(names, tasks=("imdb", "spam"), references=names[-2:]))
+    panels = [points_by_name(ax) for ax in fig.axes]
+    colours = {name: panels[0][name][1] for name in names}
+    assert len(set(colours.values())) == n
+    # Grey and black belong to the weak floor and the ceiling.
+    assert not {to_rgba(plots.WEAK_COLOR), to_rgba(plots.CEILING_COLOR)} & set(colours.values())
+    for panel in panels[1:]:
+        assert {name: panel[name][1] for name in names} == colours
+
+
+def test_colours_stay_distinct_past_the_palette():
+    names = [f"cell{i}" for i in range(len(plots.PALETTE) + 7)]
+    assert len(set(plots.cell_colors(names).values())) == len(names)
+
+
+def test_axes_are_labelled_and_every_point_is_named_under_it():
+    fig = build_figure(summary_of(WITH_REFERENCES, references=REFERENCES))
+    task, pgr = fig.axes
+    assert task.get_ylabel() == "test accuracy" and pgr.get_ylabel().startswith("PGR of test accuracy")
+    for ax in (task, pgr):
+        ticks = {loc: label.get_text() for loc, label in zip(ax.get_xticks(), ax.get_xticklabels())}
+        named = {name: ticks[x] for name, (x, _) in points_by_name(ax).items()}
+        renamed = {"weak": "weak (floor)", "ceiling": "strong ceiling (GT)"}
+        assert named == {name: renamed.get(name, name) for name in named}
+        assert set(WITH_REFERENCES) <= set(named)
+
+
+def test_references_are_drawn_after_the_students_and_apart_from_them():
+    fig = build_figure(summary_of(WITH_REFERENCES, references=REFERENCES))
+    for ax in fig.axes:
+        xs = {name: x for name, (x, _) in points_by_name(ax).items()}
+        students = [x for name, x in xs.items() if name not in REFERENCES | {"ceiling"}]
+        references = [xs[name] for name in REFERENCES]
+        (separator,) = [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "separator"]
+        # More than the one-slot step between neighbours: a gap, with the separator in it.
+        assert max(students) + 1 < min(references)
+        assert max(students) < separator < min(references)
+        groups = {text.get_text(): text.get_position()[0] for text in ax.texts if text.get_gid() == "group"}
+        assert min(references) <= groups["references\n(ground truth)"] <= max(xs.values())
+    legend_texts = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert {"reference: lp_ground_truth", "student: lp_weak"} <= legend_texts
+
+
+def test_summary_without_the_reference_column_draws_every_cell_as_a_student():
+    old = summary_of(WITH_REFERENCES).drop(columns="reference")
+    # A summary concatenated with an older one holds NaN where the old rows had no column.
+    mixed = pd.concat([old, summary_of(["lp_ground_truth"], tasks=("spam",), references={"lp_ground_truth"})])
+    assert plots.reference_cells(old) == set()
+    assert plots.reference_cells(mixed) == {"lp_ground_truth"}
+    pgr = build_figure(old).axes[-1]
+    assert not [line for line in pgr.lines if line.get_gid() == "separator"]
+    legend_texts = {t.get_text() for legend in build_figure(old).legends for t in legend.get_texts()}
+    assert "student: lp_ground_truth" in legend_texts
+
+
+def pgr_bars(fig):
+    """gid -> (low, high) of every PGR interval bar."""
+    return {
+        c.get_gid(): tuple(y for _, y in c.get_segments()[0])
+        for ax in fig.axes
+        for c in ax.collections
+        if (c.get_gid() or "").startswith("pgr_interval|")
+    }
+
+
+def test_pgr_error_bars_are_the_aggregate_intervals_clipped_to_the_limits():
+    summary = make_summary()
+    agg = intervals_for(summary, width=0.05)
+    spam_xent = (agg.task == "spam") & (agg.intervention == "xent")
+    agg.loc[spam_xent, ["pgr_acc_lo", "pgr_acc_hi"]] = [-3.0, 0.4]
+    fig = build_figure(summary, intervals=agg)
+    bars = pgr_bars(fig)
+    assert len(bars) == 4
+    for row in agg.itertuples():
+        expected = (max(row.pgr_acc_lo, plots.PGR_LIMITS[0]), row.pgr_acc_hi)
+        assert bars[f"pgr_interval|{row.task}|minilm|mpnet|{row.intervention}"] == pytest.approx(expected)
+    assert "bootstrap interval of its PGR" in fig._suptitle.get_text()
+    # Without the aggregate there is no interval to draw: each task's PGR stays a bare point.
+    assert pgr_bars(build_figure(summary)) == {}

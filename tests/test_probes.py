@@ -1,8 +1,11 @@
+import inspect
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from w2s.labels.interventions import PROBE_DEFAULTS
 from w2s.labels.probes import (
     PROBES,
     apply_probe,
@@ -157,3 +160,27 @@ def test_apply_probe_refuses_what_it_cannot_do(noisy):
         apply_probe("knn", "reweight", features, soft)
     with pytest.raises(ValueError, match="contamination"):
         apply_probe("knn", "relabel", features, soft, contamination=0.1)
+
+
+@pytest.mark.parametrize("probe", [knn_probe, topo_probe])
+def test_too_many_neighbours_names_the_probes_k(noisy, probe):
+    features, soft, _, _ = noisy
+    with pytest.raises(
+        ValueError, match=r"probe parameter k=10: the probe is fit on 10 points, so k must be between 1 and 9"
+    ):
+        probe(features[:10], soft[:10], k=10)
+
+
+def test_too_many_folds_names_the_probes_n_folds(noisy):
+    features, soft, _, _ = noisy
+    with pytest.raises(
+        ValueError, match=r"probe parameter n_folds=5: the hardened weak labels have 2 points of class 0 and 2"
+    ):
+        logreg_probe(features[:4], np.array([0.1, 0.9, 0.2, 0.8]), n_folds=5)
+
+
+@pytest.mark.parametrize("name, function", [("knn", knn_probe), ("topo", topo_probe), ("logreg", logreg_probe)])
+def test_config_check_knows_the_probes_defaults(name, function):
+    """The config check restates the defaults that the split sizes bound, to stay free of scikit-learn."""
+    defaults = inspect.signature(function).parameters
+    assert {k: defaults[k].default for k in PROBE_DEFAULTS[name]} == PROBE_DEFAULTS[name]

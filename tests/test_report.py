@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from w2s.analysis.report import build_report
+from w2s.analysis.summary import finished_metric_files, summarise
+from w2s.labels.interventions import intervention_cells
 
 
 def write_predictions(path, labels, acc):
@@ -15,12 +17,12 @@ def write_predictions(path, labels, acc):
     pd.DataFrame({"id": [f"x{i}" for i in range(len(labels))], "soft_pred": pred}).to_parquet(path)
 
 
-def write_cell(root, task, intervention, seed, student_acc):
+def write_cell(root, task, intervention, seed, student_acc, config=None):
     path = root / task / f"seed{seed}" / "metrics" / "weak" / "strong" / f"{intervention}.json"
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     labels = np.arange(100) % 2
     seed_dir = root / task / f"seed{seed}"
-    (seed_dir / "splits").mkdir(parents=True)
+    (seed_dir / "splits").mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"id": [f"x{i}" for i in range(100)], "text": "t", "label": labels}).to_parquet(
         seed_dir / "splits" / "test.parquet"
     )
@@ -39,7 +41,7 @@ def write_cell(root, task, intervention, seed, student_acc):
         "pgr_auroc": 0.25,
     }
     cell = {"task": task, "weak": "weak", "strong": "strong", "intervention": intervention, "seed": seed}
-    path.write_text(json.dumps({"cell": cell, "config": {}, "metrics": metrics}))
+    path.write_text(json.dumps({"cell": cell, "config": config or {}, "metrics": metrics}))
 
 
 def test_report_summarises_only_finished_cells(tmp_path):
@@ -52,6 +54,8 @@ def test_report_summarises_only_finished_cells(tmp_path):
     assert sorted(zip(summary["task"], summary["seed"])) == [("imdb", 0), ("imdb", 1), ("tweets", 0)]
     assert summary.loc[summary["task"] == "imdb", "pgr_acc"].tolist() == pytest.approx([0.5, 0.75])
     assert (tmp_path / "partial" / "w2s_results.png").stat().st_size > 0
+    # Metric files that record no intervention entry are W2S students, not ground-truth references.
+    assert summary["reference"].dtype == bool and not summary["reference"].any()
     # The finished cells' predictions give seed means with bootstrap intervals, for the plot's error bars.
     agg = pd.read_csv(tmp_path / "partial" / "aggregate.csv").set_index("task")
     assert agg.loc["imdb", "n_seeds"] == 2 and agg.loc["tweets", "n_seeds"] == 1
@@ -62,3 +66,26 @@ def test_report_summarises_only_finished_cells(tmp_path):
 def test_report_without_finished_cells_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no finished cells"):
         build_report(tmp_path, tmp_path / "partial", "acc")
+
+
+def test_summary_flags_the_cells_that_learn_ground_truth(tmp_path):
+    cells = intervention_cells(
+        {
+            "xent": {"loss": "xent"},
+            "knn_filter": {"probe": {"name": "knn", "use": "filter"}},
+            "lp_weak": {"saliency": {"finetune": False, "probe_labels": "weak"}},
+            "lp_ground_truth": {"saliency": {"finetune": False, "probe_labels": "ground_truth"}},
+            "finetune_lp_ground_truth": {"saliency": {"finetune": True, "probe_labels": "ground_truth"}},
+        }
+    )
+    for name, cell in cells.items():
+        write_cell(tmp_path, "imdb", name, 0, 0.7, config={"intervention": cell.record()})
+    summary = summarise(finished_metric_files(tmp_path))
+    flagged = dict(zip(summary["intervention"], summary["reference"]))
+    assert flagged == {
+        "xent": False,
+        "knn_filter": False,
+        "lp_weak": False,
+        "lp_ground_truth": True,
+        "finetune_lp_ground_truth": True,
+    }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,6 +87,23 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     # Two more weak replicas for the 3-member ensemble; s2s relabels with the xent student and its first
     # iteration's, so exactly those two students also predict strong_train.
     assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs
+
+
+def test_readme_shortcut_one_seed_of_the_default_config(tmp_path):
+    """The README's `snakemake --cores all --config 'seeds=[0]'`, as a dry run: Snakemake hands the seed over
+    as the string '0'. The Snakefile's own `configfile:` reads config/config.yaml in the working directory."""
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "-n", "--cores", "all", "--config", "seeds=[0]", "--quiet", "rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    counts = job_counts(proc.stdout)
+    assert counts["train_weak"] == counts["splits"] == len(config["tasks"])
+    assert counts["cell_metrics"] == len(intervention_cells(config["interventions"])) * len(config["tasks"])
 
 
 def test_size_plot_only_for_strong_models_of_several_known_sizes(tmp_path):
@@ -231,3 +250,23 @@ def test_end_to_end_tiny_config(tmp_path):
     # A rerun has nothing left to do: finished work is never redone.
     rerun = snakemake(tmp_path, config, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+    # The README's redraws. With the run's config, the plot is redrawn and nothing is trained.
+    plot = tmp_path / "results" / "plots" / "w2s_results.png"
+    plot.unlink()
+    redraw = snakemake(tmp_path, config, "--cores", "1", "plots")
+    assert set(job_counts(redraw.stdout + redraw.stderr)) == {"plots", "total"} and plot.exists()
+    # With the --config of a one-seed run: the tables of that seed's cells and the plot, nothing trained.
+    one_seed = snakemake(tmp_path, config, "--cores", "1", "plots", "--config", "seeds=[0]")
+    assert set(job_counts(one_seed.stdout + one_seed.stderr)) <= {"summary", "aggregate", "plots", "total"}
+    assert set(pd.read_csv(tmp_path / "results" / "summary.csv")["seed"]) == {0}
+    # The report, given the config of what ran, finds every file's metadata.
+    html = tmp_path / "report.html"
+    bundled = snakemake(tmp_path, config, "--report", str(html), "--config", "seeds=[0]")
+    assert "Missing metadata" not in bundled.stdout + bundled.stderr and html.stat().st_size > 10_000
+    # w2s-report draws whatever has finished, whatever the config, and plans no job.
+    report = Path(sys.executable).with_name("w2s-report")
+    subprocess.run([str(report), "--results", str(tmp_path / "results")], check=True, capture_output=True)
+    partial = tmp_path / "results" / "partial"
+    assert len(pd.read_csv(partial / "summary.csv")) == 2 * len(names)
+    assert (partial / "w2s_results.png").stat().st_size > 10_000

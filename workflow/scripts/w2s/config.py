@@ -13,11 +13,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from w2s.coercion import coerce
 from w2s.data.tasks import TASKS
+from w2s.labels.interventions import probe_problems
 from w2s.labels.interventions import problems as intervention_problems
+from w2s.layout import SPLITS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-from w2s.layout import SPLITS
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,11 @@ def _unknown_loss_parameters(key: str, entry: dict, schema: dict) -> str | None:
 def _describe(error: jsonschema.ValidationError) -> str | None:
     """The error as a message that names the config key and the fix; None when it only echoes another error."""
     key = _key_path(error)
+    if "propertyNames" in error.absolute_schema_path:
+        return (
+            f"config key '{key}.{error.instance}': {error.instance!r} is not a safe name; "
+            f"{error.schema['description']} (pattern {error.schema['pattern']})"
+        )
     if error.validator == "unevaluatedProperties" and "loss" in error.instance:
         return _unknown_loss_parameters(key, error.instance, error.schema)
     if error.validator == "additionalProperties":
@@ -99,6 +106,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
 def validate_config(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
     """Validate in place (filling defaults) and return the config; raise ConfigError listing every problem."""
     schema = load_schema() if schema is None else schema
+    coerce(config, schema, schema)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -165,7 +173,15 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
     for alias, model in config["models"].items():
         path = model["path"]
         looks_local = path.startswith(("/", "./", "../", "~"))
-        if looks_local and not model.get("offline_package") and not Path(path).expanduser().is_dir():
+        package = model.get("offline_package")
+        if package and (looks_local or Path(path).expanduser().is_dir()):
+            # The package would win and the directory be ignored without a word.
+            problems.append(
+                f"config key 'models.{alias}.path': local directory {path!r} cannot be combined with "
+                f"offline_package {package!r}, which would be loaded instead; remove offline_package to load the "
+                "directory, or give the model's hub id as path to load the package"
+            )
+        elif looks_local and not Path(path).expanduser().is_dir():
             problems.append(
                 f"config key 'models.{alias}.path': local model directory {path!r} does not exist; give an "
                 "existing directory or a Hugging Face hub id such as 'openai-community/gpt2'"
@@ -181,4 +197,5 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
                 f"batch_size {model['batch_size']} (gradient accumulation keeps the effective batch)"
             )
     problems.extend(intervention_problems(config["interventions"], config["models"]))
+    problems.extend(probe_problems(config["interventions"], splits))
     return problems

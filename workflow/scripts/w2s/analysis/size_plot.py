@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from w2s.analysis.plots import CEILING_COLOR, METRICS, WEAK_COLOR, _require, _style, series_stats
+from w2s.analysis.plots import BOUND_STYLES, METRICS, WEAK_COLOR, _require, cell_styles, reference_cells, series_stats
 
 WEAK_LINESTYLES = ["--", ":", "-.", (0, (5, 1))]
 
@@ -31,10 +31,17 @@ def size_stats(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFra
     return stats.assign(strong_size=stats["strong"].map(sizes)).sort_values("strong_size", kind="stable")
 
 
+def _label(name: str, references: set[str]) -> str:
+    if name == "ceiling":
+        return "strong ceiling (GT)"
+    return f"{'reference' if name in references else 'student'}: {name}"
+
+
 def build_size_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataFrame | None = None) -> Figure:
     stats = size_stats(summary, metric, intervals)
     tasks = list(dict.fromkeys(summary.task))
-    interventions = list(dict.fromkeys(summary.intervention))
+    styles = cell_styles(summary)
+    references = reference_cells(summary)
     ncols = min(len(tasks), 3)
     nrows = math.ceil(len(tasks) / ncols)
     fig = Figure(figsize=(5.2 * ncols, 4.2 * nrows + 1.2), layout="constrained")
@@ -52,11 +59,10 @@ def build_size_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.
                 linewidth=1.2,
                 label=f"weak: {weak}" if i == 0 else None,
             )
-            for j, name in enumerate(["ceiling"] + interventions):
+            for name, style in {"ceiling": BOUND_STYLES["ceiling"], **styles}.items():
                 line = of_weak[of_weak.series == name]
                 if line.empty:
                     continue
-                style = {"color": CEILING_COLOR, "marker": "s"} if name == "ceiling" else _style(j - 1)
                 err = [line["mean"] - line["lo"], line["hi"] - line["mean"]]
                 container = ax.errorbar(
                     line["strong_size"],
@@ -66,9 +72,7 @@ def build_size_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.
                     markersize=6,
                     linewidth=1.4 if name == "ceiling" else 1.0,
                     **style,
-                    label=(f"student: {name}" if name != "ceiling" else "strong ceiling (GT)")
-                    if i == 0 and k == 0
-                    else None,
+                    label=_label(name, references) if i == 0 and k == 0 else None,
                 )
                 container.lines[0].set_gid(f"{task}|{weak}|{name}")
         ax.set_xscale("log")
@@ -76,6 +80,6 @@ def build_size_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.
         ax.set_ylabel(f"test {METRICS[metric]}")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=min(4, len(interventions) + 2), frameon=False)
+    fig.legend(loc="outside lower center", ncol=min(4, len(styles) + 2), frameon=False)
     fig.suptitle(f"Test {METRICS[metric]} against strong-model size")
     return fig

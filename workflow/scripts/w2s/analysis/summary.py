@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from w2s.labels.interventions import Intervention
 from w2s.layout import glob_pattern, metrics_path
 
 KEY_COLUMNS = ["task", "weak", "strong", "intervention", "seed"]
+# True where the cell's student or probe learned ground truth labels: a reference, not a W2S result.
+REFERENCE_COLUMN = "reference"
 METRIC_COLUMNS = [
     "n_test",
     "weak_acc",
@@ -37,6 +40,13 @@ PROBE_COLUMNS = [
 ]
 
 
+def learns_ground_truth(record: dict) -> bool:
+    """Whether the cell a metric file records is a reference; a file without its intervention's record
+    (written by hand, or before cells were recorded) counts as a W2S cell."""
+    cell = record["config"].get("intervention")
+    return bool(cell) and Intervention(**cell).learns_ground_truth
+
+
 def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in metric_files:
@@ -45,6 +55,7 @@ def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
         rows.append(
             {
                 **{k: record["cell"][k] for k in KEY_COLUMNS},
+                REFERENCE_COLUMN: learns_ground_truth(record),
                 **{k: record["metrics"][k] for k in METRIC_COLUMNS},
                 **{
                     f"{role}_size": record["config"].get(f"{role}_model", {}).get("size", float("nan"))
@@ -53,7 +64,7 @@ def summarise(metric_files: Iterable[str | Path]) -> pd.DataFrame:
                 **{k: probe.get(k, float("nan")) for k in PROBE_COLUMNS},
             }
         )
-    df = pd.DataFrame(rows, columns=KEY_COLUMNS + METRIC_COLUMNS + SIZE_COLUMNS + PROBE_COLUMNS)
+    df = pd.DataFrame(rows, columns=KEY_COLUMNS + [REFERENCE_COLUMN] + METRIC_COLUMNS + SIZE_COLUMNS + PROBE_COLUMNS)
     return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
 
 

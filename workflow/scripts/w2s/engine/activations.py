@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from w2s.engine.batching import iterate, sorted_batches, tokenize
-from w2s.engine.modeling import ModelSpec, load_tokenizer, pool, resolve_pooling
+from w2s.engine.modeling import ModelSpec, hub_errors, load_tokenizer, pool, resolve_pooling
 
 
 def middle_layer(num_hidden_layers: int) -> int:
@@ -52,7 +52,9 @@ class FrozenBackbone:
     def load(
         cls, model_path: str, layers: list[int] | None = None, pooling: str = "auto", device: str | None = None
     ) -> FrozenBackbone:
-        config = AutoConfig.from_pretrained(model_path)
+        spec = ModelSpec(alias=os.path.basename(model_path.rstrip("/")), path=model_path)
+        with hub_errors(spec):
+            config = AutoConfig.from_pretrained(model_path)
         n = config.num_hidden_layers
         layers = sorted(set(layers)) if layers is not None else [middle_layer(n)]
         if not layers or not all(0 <= layer <= n for layer in layers):
@@ -60,10 +62,11 @@ class FrozenBackbone:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # fp32 weights on every device: on a GPU, autocast runs the matmuls in bf16 while norms and the
         # residual stream keep fp32 precision.
-        model = AutoModel.from_pretrained(model_path, dtype=torch.float32)
+        with hub_errors(spec):
+            model = AutoModel.from_pretrained(model_path, dtype=torch.float32)
         _drop_blocks_above(model, n, max(layers))
         model.to(dev).eval().requires_grad_(False)
-        tokenizer = load_tokenizer(ModelSpec(alias=os.path.basename(model_path.rstrip("/")), path=model_path))
+        tokenizer = load_tokenizer(spec)
         return cls(model, tokenizer, layers, resolve_pooling(pooling, config), dev)
 
     @torch.inference_mode()

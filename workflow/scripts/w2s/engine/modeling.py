@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import constants as hub_constants
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -98,8 +102,33 @@ def _torch_dtype(spec: ModelSpec, on_gpu: bool) -> torch.dtype:
     return torch.bfloat16 if (on_gpu and spec.lora.get("enabled")) else torch.float32
 
 
+@contextmanager
+def hub_errors(spec: ModelSpec) -> Iterator[None]:
+    """A failed download re-raised naming the model and the fix. transformers says only that it could not
+    connect or that the id is no model, deep inside a job that started long after the config was read (the
+    config check makes no network calls). A local directory's errors are about its files and pass as they are.
+    """
+    try:
+        yield
+    except OSError as error:
+        if Path(spec.path).expanduser().is_dir():
+            raise
+        key = f"models.{spec.alias}.path"
+        if hub_constants.HF_HUB_OFFLINE:
+            why = "hub_offline is set (HF_HUB_OFFLINE=1) and the model is not in the local Hugging Face cache"
+            fix = f"set hub_offline: false, or point {key} at a local directory with the weights"
+        else:
+            why = "the hub id was not found or the hub was unreachable"
+            fix = f"check the hub id in {key}, or point {key} at a local directory with the weights"
+        raise OSError(
+            f"model {spec.alias!r}: {spec.path!r} is not a local directory and could not be loaded from the "
+            f"Hugging Face hub: {why}; {fix}"
+        ) from error
+
+
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(spec.path)
+    with hub_errors(spec):
+        tokenizer = AutoTokenizer.from_pretrained(spec.path)
     if tokenizer.pad_token is None:
         # Decoders such as GPT-2 ship no pad token; any id works because pooling reads the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
@@ -108,8 +137,9 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
-    config = AutoConfig.from_pretrained(spec.path)
-    backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu))
+    with hub_errors(spec):
+        config = AutoConfig.from_pretrained(spec.path)
+        backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu))
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()
     if spec.lora.get("enabled"):

@@ -11,11 +11,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from w2s.layout import LABELLED_SPLITS
+
 LABEL_SOURCES = ("probe", "s2s", "bootstrap", "ensemble", "saliency")
 # Cells an s2s chain may start from: finetuned students (another s2s entry would make chains of chains).
 S2S_START_KINDS = ("weak", "probe", "bootstrap", "ensemble")
 # Replica r of a weak model trains on the same split as the shared weak model, from another seed.
 REPLICA_SEED_STRIDE = 1000
+# The defaults of w2s.labels.probes' probe functions that the split sizes bound, restated so that checking
+# a config does not import scikit-learn (tests/test_probes.py checks that they agree).
+PROBE_DEFAULTS = {"knn": {"k": 50}, "topo": {"k": 50}, "logreg": {"n_folds": 5}}
 
 
 def iteration_name(base: str, iteration: int) -> str:
@@ -60,6 +65,13 @@ class Intervention:
     @property
     def trains_student(self) -> bool:
         return self.kind != "linear_probe"
+
+    @property
+    def learns_ground_truth(self) -> bool:
+        """A reference, not a W2S result: its student or probe is fit on ground truth (saliency probes only)."""
+        return (
+            self.kind in ("linear_probe", "finetune_probe") and self.entry["saliency"]["probe_labels"] == "ground_truth"
+        )
 
     def record(self) -> dict[str, Any]:
         """The cell as plain data: stored beside its outputs, and `Intervention(**record)` rebuilds it."""
@@ -151,5 +163,33 @@ def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str
             out.append(
                 f"config key '{at}': a linear probe on frozen features trains no student; remove the loss "
                 "and its parameters"
+            )
+    return out
+
+
+def probe_problems(interventions: dict[str, dict], splits: dict[str, int]) -> list[str]:
+    """Probe parameters that the split sizes rule out, as messages naming the key.
+
+    A probe is fit on the weak labels of strong_train and val together (w2s.labels.probe_transform); a kNN
+    or TopoFilter probe leaves each point out of its own k neighbours, and logistic regression predicts each
+    of its n_folds folds from the others.
+    """
+    points = sum(splits[s] for s in LABELLED_SPLITS)
+    out = []
+    for name, entry in interventions.items():
+        if "probe" not in entry:
+            continue
+        probe = {**PROBE_DEFAULTS[entry["probe"]["name"]], **entry["probe"]}
+        at = f"interventions.{name}.probe"
+        if "k" in probe and probe["k"] >= points:
+            out.append(
+                f"config key '{at}.k': {probe['k']} neighbours, but the probe is fit on strong_train + val = "
+                f"{points} points and leaves each point out of its own neighbours; set k to at most {points - 1} "
+                "or enlarge those splits"
+            )
+        if "n_folds" in probe and probe["n_folds"] > points:
+            out.append(
+                f"config key '{at}.n_folds': {probe['n_folds']} folds, but the probe is fit on strong_train + "
+                f"val = {points} points; set n_folds to at most {points} or enlarge those splits"
             )
     return out

@@ -44,7 +44,10 @@ def _neighbours(index: np.ndarray, k: int, metric: str, queries: np.ndarray | No
     """
     available = len(index) - (queries is None)
     if k < 1 or k > available:
-        raise ValueError(f"k={k} neighbours asked for, {available} available")
+        raise ValueError(
+            f"probe parameter k={k}: the probe is fit on {len(index)} points, so k must be between 1 and "
+            f"{available} (a point is not among its own neighbours); lower the probe's k (interventions.<name>.probe.k)"
+        )
     nn = NearestNeighbors(n_neighbors=k, metric=metric).fit(index)
     return nn.kneighbors(queries, return_distance=False)
 
@@ -86,6 +89,14 @@ def logreg_probe(
     in-sample fit would reproduce every weak label and flag nothing).
     """
     features, soft_labels = _check(features, soft_labels)
+    counts = np.bincount(soft_labels > 0.5, minlength=2)
+    # StratifiedKFold needs a class with a point in every fold, and its own error names n_splits.
+    if n_folds > counts.max():
+        raise ValueError(
+            f"probe parameter n_folds={n_folds}: the hardened weak labels have {counts[0]} points of class 0 "
+            f"and {counts[1]} of class 1, and stratified folds need a class with at least n_folds points; lower "
+            "the probe's n_folds (interventions.<name>.probe.n_folds)"
+        )
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = np.empty(len(soft_labels))
     for train, held_out in folds.split(features, soft_labels > 0.5):
