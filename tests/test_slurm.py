@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import yaml
 
 from test_workflow import job_counts
 from tiny_workflow import (
@@ -95,19 +98,23 @@ def finish(proc: subprocess.Popen, what: str) -> str:
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        # SIGTERM lets Snakemake scancel its SLURM jobs before it exits.
-        proc.terminate()
+        stop(proc)
         out, _ = proc.communicate(timeout=120)
         raise AssertionError(f"{what} did not finish within {RUN_TIMEOUT_S} s:\n{out[-5000:]}") from None
     assert proc.returncode == 0, f"{what} failed:\n{out[-8000:]}"
     return out
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a run and its SLURM jobs: SIGINT makes Snakemake scancel them (SIGTERM would wait for them)."""
+    proc.send_signal(signal.SIGINT)
+
+
 def stop_unfinished(*procs: subprocess.Popen) -> None:
     """A failed run must not leave the other one running past the test."""
     for proc in procs:
         if proc.poll() is None:
-            proc.terminate()
+            stop(proc)
             proc.communicate(timeout=120)
 
 
@@ -129,19 +136,41 @@ def gpu_config(workdir: Path) -> dict:
     return config
 
 
+# The README's SLURM command, run as a user runs it: from the root of a clone that holds the default
+# config/config.yaml, with a preset of its own.
+PRESET = "config/tiny-gpu.yaml"
+README_COMMAND = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", "--configfile", PRESET]
+
+
+def clone(root: Path) -> None:
+    """The files of a clone that a run reads: the Snakefile, the workflow, the configs and the profiles."""
+    shutil.copy2(ROOT / "Snakefile", root / "Snakefile")
+    for folder in ("workflow", "config", "profiles"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+
+
 @pytest.fixture(scope="module")
 def runs(slurm_conf, tmp_path_factory):
-    """The same config run twice at once: submitted to SLURM through the profile, and locally."""
+    """The same config run twice at once: submitted to SLURM with the README's command (from a clone's
+    root, where config/config.yaml must not leak into any job's config), and locally."""
     slurm_dir, local_dir = tmp_path_factory.mktemp("slurm-run"), tmp_path_factory.mktemp("local-run")
-    slurm_args = ["--workflow-profile", str(PROFILE), *THREADS, *GROUPING]
     slurm_env, local_env = environments(slurm_conf, local_dir)
+    clone(slurm_dir)
+    (slurm_dir / PRESET).write_text(yaml.safe_dump(gpu_config(slurm_dir)))
 
-    slurm_config = gpu_config(slurm_dir)
-    planned = job_counts(
-        finish(launch(slurm_dir, slurm_config, [*slurm_args, "-n", "--quiet", "rules"], slurm_env), "the dry run")
-    )
+    def readme_command(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*README_COMMAND, *THREADS, *GROUPING, *args],
+            cwd=slurm_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=slurm_env,
+        )
+
+    planned = job_counts(finish(readme_command("-n", "--quiet", "rules"), "the dry run"))
     started = datetime.now() - timedelta(minutes=1)
-    slurm = launch(slurm_dir, slurm_config, slurm_args, slurm_env)
+    slurm = readme_command()
     local = launch(local_dir, gpu_config(local_dir), ["--cores", "2"], local_env)
     try:
         slurm_out = finish(slurm, "the SLURM run")
@@ -342,3 +371,59 @@ def test_preempted_training_job_is_requeued_and_resumes_from_its_checkpoint(slur
     pd.testing.assert_frame_equal(
         pd.read_parquet(slurm_dir / target), pd.read_parquet(local_dir / target), check_exact=True
     )
+
+
+def test_jobs_no_node_can_run_stop_the_run_before_anything_is_submitted(slurm_conf, tmp_path):
+    """With --cores above the test node's 16 CPUs every job would ask --cpus-per-task beyond any node and
+    stay PENDING (Reason=PartitionConfig) for ever: the run must stop at once and say what to change."""
+    slurm_env, _ = environments(slurm_conf, tmp_path)
+    proc = launch(tmp_path, tiny_config(), ["--workflow-profile", str(PROFILE), "--cores", "32"], slurm_env)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, out[-5000:]
+    assert "SLURM would keep these jobs pending for ever" in out, out[-5000:]
+    assert re.search(
+        r"rule train_weak asks for 32 CPUs per task .* no node of any partition has more than 16: "
+        r"lower `cores` in the profile or pass --cores 16",
+        out,
+    ), out[-5000:]
+    assert "has been submitted with SLURM jobid" not in out and not (tmp_path / "results").exists()
+
+
+def slurm_state(job_id: str, env: dict) -> str:
+    return slurm_cli("sacct", "-j", job_id, "-X", "--parsable2", "--noheader", "--format", "State", env=env).strip()
+
+
+def test_sigterm_lets_running_jobs_go_on_and_sigint_cancels_them_and_a_rerun_resumes(slurm_conf, tmp_path):
+    """How to stop a SLURM run (profiles/README.md): SIGTERM makes Snakemake submit nothing more and wait for
+    its running jobs; SIGINT (Ctrl-C) scancels them. A rerun resumes the cancelled training from its
+    checkpoint."""
+    slurm_env, _ = environments(slurm_conf, tmp_path)
+    config = long_ceiling_config()
+    config["models"]["tiny_strong"].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
+    target = f"{LONG_CEILING}/test.parquet"
+    args = ["--workflow-profile", str(PROFILE), *THREADS, target]
+
+    run = launch(tmp_path, config, args, slurm_env)
+    try:
+        wait_for_file(tmp_path / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
+        (job_id,) = [
+            line.split("|")[0]
+            for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
+            if line.split("|")[1].startswith("rule_train_ceiling")
+        ]
+        run.send_signal(signal.SIGTERM)
+        # Long enough for several status checks: Snakemake stays, and so does its job.
+        time.sleep(10)
+        assert run.poll() is None, "Snakemake exited on SIGTERM with a job still running"
+        assert slurm_state(job_id, slurm_env) == "RUNNING"
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=120)
+    finally:
+        stop_unfinished(run)
+    assert run.returncode != 0, out[-5000:]
+    assert slurm_state(job_id, slurm_env).startswith("CANCELLED"), out[-5000:]
+    assert slurm_cli("squeue", "-h", "-j", job_id, env=slurm_env).strip() == ""
+
+    finish(launch(tmp_path, config, args, slurm_env), "the rerun")
+    info = json.loads((tmp_path / LONG_CEILING / "info.json").read_text())
+    assert 0 < info["resumed_from_step"] < LONG_CEILING_STEPS

@@ -18,7 +18,7 @@ def snakemake_command(workdir: Path, config: dict, *args: str) -> list[str]:
     """The Snakemake command line that runs this repository's Snakefile in `workdir` on `config` alone."""
     path = workdir / "test-config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path), "--replace-workflow-config"]
+    return [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(path)]
 
 
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
