@@ -143,10 +143,12 @@ README_COMMAND = [sys.executable, "-m", "snakemake", "--workflow-profile", "prof
 
 
 def clone(root: Path) -> None:
-    """The files of a clone that a run reads: the Snakefile, the workflow, the configs and the profiles."""
-    shutil.copy2(ROOT / "Snakefile", root / "Snakefile")
-    for folder in ("workflow", "config", "profiles"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    """A copy of the repository's tracked files, as a fresh clone has them."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, root / name)
 
 
 @pytest.fixture(scope="module")
