@@ -22,8 +22,11 @@ include: "workflow/rules/weak.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/strong.smk"
+include: "workflow/rules/prompting.smk"
+include: "workflow/rules/debate.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/curves.smk"
 
 
 rule all:
@@ -32,8 +35,10 @@ rule all:
         layout.summary_path(),
         layout.aggregate_path(),
         [layout.plot_path("w2s_results", ext) for ext in ("png", "pdf")],
+        [layout.plot_path("w2s_imitation", ext) for ext in ("png", "pdf")],
         # Accuracy against strong-model size only means something with strong models of several sizes.
         [layout.plot_path("w2s_size", ext) for ext in ("png", "pdf")] if SIZE_PLOT else [],
+        CURVE_PLOTS,
 
 
 onstart:

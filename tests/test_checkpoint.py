@@ -51,8 +51,8 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, monkeyp
     cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=2, eval_batch_size=16, evals_per_epoch=2, max_length=16)
 
     def run(cfg=cfg, **kwargs):
-        # logconf keeps a buffer of recent predictions: state beyond the model that must come back too.
-        return train_tiny(path, cfg, train, val, build_loss("logconf", warmup_frac=0.5, buffer_size=6), **kwargs)
+        # logconf keeps the last effective batch of predictions: state beyond the model that must come back too.
+        return train_tiny(path, cfg, train, val, build_loss("logconf", warmup_frac=0.5), **kwargs)
 
     whole_model, whole = run()
     ckpt = tmp_path / "ckpt"

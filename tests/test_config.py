@@ -69,8 +69,8 @@ def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
             lambda c: c["interventions"].update(lc={"loss": "logconf", "radius": 0.2}),
             (
                 r"'interventions.lc': parameter 'radius' is not taken by loss 'logconf'; "
-                r"it takes alpha_max, buffer_size, warmup_frac "
-                r"\(other keys allowed: bootstrap, ensemble, loss, probe, s2s, saliency\)"
+                r"it takes alpha_max, warmup_frac "
+                r"\(other keys allowed: bootstrap, confident, debate, ensemble, loss, probe, prompt, s2s, saliency\)"
             ),
         ),
         (

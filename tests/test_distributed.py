@@ -106,7 +106,7 @@ from tiny_models import train_config
 
 path, out = sys.argv[1], Path(sys.argv[2])
 cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, evals_per_epoch=2, max_length=16)
-run = lambda **kw: train_tiny(path, cfg, toy(1), toy(1).iloc[::2], build_loss("logconf", buffer_size=6), **kw)
+run = lambda **kw: train_tiny(path, cfg, toy(1), toy(1).iloc[::2], build_loss("logconf"), **kw)
 whole_model, whole = run()
 adamw_step, calls = torch.optim.AdamW.step, []
 class Killed(Exception):

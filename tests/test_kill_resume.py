@@ -87,6 +87,9 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint_on_rerun(tmp_path):
     assert uninterrupted["resumed_from_step"] == 0
     # Bit for bit: the resumed run restored the model, optimiser, scheduler, batch stream and RNGs.
     assert info["history"] == uninterrupted["history"]
+    # Its training curve holds every step once: those before the checkpoint from it, the rest from the rerun.
+    assert [point["step"] for point in info["train_curve"]] == list(range(1, LONG_CEILING_STEPS + 1))
+    assert info["train_curve"] == uninterrupted["train_curve"]
     pd.testing.assert_frame_equal(
         pd.read_parquet(killed / TARGET), pd.read_parquet(reference / TARGET), check_exact=True
     )

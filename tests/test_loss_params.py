@@ -129,7 +129,7 @@ def test_a_parameter_of_another_loss_is_rejected_naming_the_key_and_what_the_los
 
 def test_a_bad_value_is_reported_as_such_not_as_an_unknown_parameter(tmp_path):
     with pytest.raises(ConfigError) as e:
-        validate_config(minimal_config(tmp_path, {"loss": "logconf", "alpha_max": 1.5, "buffer_size": 8}))
+        validate_config(minimal_config(tmp_path, {"loss": "logconf", "alpha_max": 1.5, "warmup_frac": 0.3}))
     assert str(e.value) == (
         "invalid config:\n  config key 'interventions.x.alpha_max': 1.5 is greater than the maximum of 1"
     )

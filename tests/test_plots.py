@@ -372,3 +372,107 @@ def test_pgr_error_bars_are_the_aggregate_intervals_clipped_to_the_limits():
     assert "bootstrap interval of its PGR" in fig._suptitle.get_text()
     # Without the aggregate there is no interval to draw: each task's PGR stays a bare point.
     assert pgr_bars(build_figure(summary)) == {}
+
+
+def undefined_markers(fig):
+    """gid -> (x, y in axes fraction, face colour) of every hollow marker of an undefined PGR."""
+    found = {}
+    for ax in fig.axes:
+        for line in ax.lines:
+            gid = line.get_gid() or ""
+            if gid.startswith(("undefined|", "median_undefined|")):
+                y = ax.transAxes.inverted().transform(line.get_transform().transform((0, line.get_ydata()[0])))[1]
+                found[gid] = (line.get_xdata()[0], y, line.get_markerfacecolor())
+    return found
+
+
+def without_pgr(summary, task):
+    """The summary as w2s.analysis.summary writes it for a task whose ceiling is below its weak model."""
+    summary = summary.copy()
+    at = summary.task == task
+    summary.loc[at, "ceiling_acc"] = summary.loc[at, "weak_acc"] - 0.03
+    summary.loc[at, ["pgr_acc", "pgr_auroc"]] = np.nan
+    return summary
+
+
+@pytest.mark.parametrize("with_intervals", [False, True])
+def test_tasks_without_a_pgr_are_hollow_markers_not_values(with_intervals):
+    summary = without_pgr(make_summary(), "imdb")
+    fig = build_figure(summary, intervals=intervals_for(summary) if with_intervals else None)
+    points = drawn(fig)
+    # Only spam's PGR is drawn and makes the median; imdb's is a hollow marker at the bottom of the panel.
+    spam = (0.05 / 0.15 + 0.05 / 0.13) / 2  # intervals_for takes the summary's mean PGR too
+    assert points["tasks|minilm|mpnet|xent"] == pytest.approx([spam])
+    assert points["median|minilm|mpnet|xent"] == pytest.approx([spam])
+    hollow = undefined_markers(fig)
+    assert set(hollow) == {"undefined|imdb|minilm|mpnet|xent", "undefined|imdb|minilm|mpnet|logconf"}
+    for _, y, face in hollow.values():
+        assert y == pytest.approx(plots.UNDEFINED_Y) and face == "none"
+    pgr_panel = fig.axes[-1]
+    assert [t.get_text() for t in pgr_panel.texts if t.get_gid() == "undefined_note"] == [plots.UNDEFINED_NOTE]
+    assert "median of 2 tasks" in pgr_panel.get_title()
+
+
+def test_a_cell_without_any_pgr_has_a_hollow_median():
+    summary = without_pgr(make_summary({("imdb", 0): (0.7, 0.9)}, {("imdb", "xent", 0): 0.8}), "imdb")
+    fig = build_figure(summary)
+    assert "median|minilm|mpnet|xent" not in drawn(fig)
+    x, y, face = undefined_markers(fig)["median_undefined|minilm|mpnet|xent"]
+    assert y == pytest.approx(plots.UNDEFINED_Y) and face == "none"
+    assert plots.pgr_stats(summary)[1]["n_tasks"].tolist() == [0]
+
+
+def imitation_table(summary, empty_region=None):
+    """An aggregate table for `summary` with imitation rates: each rate of the i-th cell is 0.1 * (j + 1) +
+    0.01 * i for the j-th rate, with intervals of +-0.05 and 10 examples in every subset."""
+    from w2s.analysis.imitation import RATES, SIZES
+
+    agg = intervals_for(summary)
+    for j, rate in enumerate(RATES):
+        agg[rate] = 0.1 * (j % 9 + 1) + 0.01 * np.arange(len(agg))
+        agg[f"{rate}_lo"], agg[f"{rate}_hi"] = agg[rate] - 0.05, agg[rate] + 0.05
+    for size in SIZES:
+        agg[size] = 10
+    if empty_region:
+        agg[f"n_{empty_region}"] = 0
+        agg[[f"student_acc_{empty_region}{end}" for end in ("", "_lo", "_hi")]] = np.nan
+    return agg
+
+
+def test_imitation_figure_draws_every_rate_from_the_aggregate_table():
+    from w2s.analysis.imitation_plot import build_imitation_figure
+
+    summary = make_summary()
+    agg = imitation_table(summary, empty_region="weak_right_ceiling_wrong")
+    fig = build_imitation_figure(summary, agg)
+    assert len(fig.axes) == 2 * 3  # imdb and spam, three panels each
+    points = drawn(fig)
+    row = agg[(agg.task == "spam") & (agg.intervention == "logconf")].iloc[0]
+    for panel, rate in (("imitation", "agreement_weak_wrong"), ("regions", "student_acc_weak_wrong_ceiling_right")):
+        y, bar = points[f"{panel}|spam|minilm|mpnet|logconf|{rate}"]
+        assert y == pytest.approx(row[rate]) and bar == pytest.approx((row[rate] - 0.05, row[rate] + 0.05))
+    assert points["deception|spam|minilm|mpnet|logconf|deception_score"][0] == pytest.approx(row["deception_score"])
+    assert points["deception|spam|minilm|mpnet|xent|both_known_error"][0] == pytest.approx(
+        agg[(agg.task == "spam") & (agg.intervention == "xent")]["both_known_error"].item()
+    )
+    # An empty region has no point, and its legend entry says n = 0.
+    assert not [gid for gid in points if gid.endswith("|student_acc_weak_right_ceiling_wrong")]
+    legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "weak ✓ ceiling ✗ (n = 0)" in legends and "weak ✗ (n = 10)" in legends
+    # The ceiling's agreement with the weak labels is the dotted reference of the imitation panel.
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "imitation|imdb|minilm|mpnet|ceiling|agreement"]
+    imdb = agg[agg.task == "imdb"]
+    assert line.get_ydata()[0] == pytest.approx(imdb["ceiling_agreement"].mean())
+
+
+def test_imitation_figure_needs_the_rates_and_the_summarys_cells():
+    from w2s.analysis.imitation_plot import build_imitation_figure
+
+    summary = make_summary()
+    with pytest.raises(ValueError, match="aggregate table lacks column.*deception_score"):
+        build_imitation_figure(summary, imitation_table(summary).drop(columns=["deception_score"]))
+    with pytest.raises(ValueError, match="none of the summary's cells"):
+        build_imitation_figure(make_summary(weak="other"), imitation_table(summary))
+    # Cells of the table that the summary lacks are not drawn.
+    points = drawn(build_imitation_figure(summary[summary.intervention == "xent"], imitation_table(summary)))
+    assert points and not [gid for gid in points if "|logconf|" in gid]

@@ -10,16 +10,14 @@ import pandas as pd
 import pytest
 
 from w2s.data import tasks
+from w2s.data.splits import make_splits
 from w2s.data.tasks import TaskDataError, UnknownTaskError, get_task, load_task, validate_task_frame
-from w2s.data.tasks.hub import (
-    format_amazon_polarity,
-    format_anthropic_hh,
-    format_boolq,
-    format_cosmos_qa,
-    format_sciq,
-    record_rng,
-)
+from w2s.data.tasks.classification import format_amazon_polarity
+from w2s.data.tasks.hub import record_rng
+from w2s.data.tasks.multiple_choice import format_cosmos_qa, format_sciq
 from w2s.data.tasks.offline import parse_bbc_news, parse_imdb, parse_sms_spam, parse_tweets
+from w2s.data.tasks.question_answering import format_boolq
+from w2s.data.tasks.reward_modelling import format_anthropic_hh
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 RNGS = [random.Random(seed) for seed in range(40)]
@@ -157,8 +155,8 @@ def test_record_rng_does_not_depend_on_python_hash_seed():
 def _fake_hub(monkeypatch, split_records):
     calls = []
 
-    def load_dataset(path, name=None, revision=None):
-        calls.append((path, name, revision))
+    def load_dataset(path, name=None, data_dir=None, revision=None):
+        calls.append((path, name, data_dir, revision))
         return datasets.DatasetDict({s: datasets.Dataset.from_list(r) for s, r in split_records.items()})
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
@@ -170,7 +168,7 @@ def test_load_task_pools_only_labelled_splits(monkeypatch):
     hidden = [dict(r, label=-1) for r in records]
     calls = _fake_hub(monkeypatch, {"train": records[:2], "validation": records[2:], "test": hidden})
     df = load_task("cosmos_qa")
-    assert calls == [("allenai/cosmos_qa", None, "refs/convert/parquet")]
+    assert calls == [("allenai/cosmos_qa", None, None, "refs/convert/parquet")]
     assert len(df) == len(records)
     assert list(df.columns) == ["text", "label"]
     assert df.equals(load_task("cosmos_qa")), "loading twice must give identical data"
@@ -181,12 +179,6 @@ def test_load_task_drops_anthropic_pairs_with_no_preferred_side(monkeypatch):
     _fake_hub(monkeypatch, {"train": records[:3], "test": records[3:]})
     df = load_task("anthropic_hh")
     assert len(df) == sum(r["chosen"] != r["rejected"] for r in records) == 3
-
-
-def test_load_task_reads_a_local_copy_of_a_hub_dataset(monkeypatch, tmp_path):
-    calls = _fake_hub(monkeypatch, {"train": fixture("boolq"), "validation": fixture("boolq")})
-    load_task("boolq", tmp_path)
-    assert calls == [(str(tmp_path), None, None)]
 
 
 def test_load_task_names_a_missing_hub_split(monkeypatch):
@@ -325,10 +317,93 @@ def test_offline_task_needs_its_materialised_file_and_reads_it(tmp_path):
     assert load_task("sms_spam", path).to_dict("records") == [{"text": "hi", "label": 0}, {"text": "WIN", "label": 1}]
 
 
+# EleutherAI/w2s's 25 datasets, as named in its w2s/ds_registry.py.
+ELEUTHER_TASKS = [
+    "anli-r2", "cola", "dream", "ethics-deontology", "ethics-justice", "ethics-virtue", "ethics-utilitarianism",
+    "mc_taco", "hellaswag", "multirc", "openbookqa", "paws", "piqa", "quail", "quartz", "social_i_qa", "sst2",
+    "wic", "twitter-sentiment", "sciq", "sciq_with_support", "anthropic_hh", "cosmos_qa", "boolq",
+    "amazon_polarity",
+]  # fmt: skip
+BURNS_TASKS = ["boolq", "sciq", "amazon_polarity", "anthropic_hh", "cosmos_qa", "chess_puzzles"]
+REWARD_OBJECTIVES = ["anthropic_hh_helpful", "anthropic_hh_harmless"]
+
+
 def test_registry_lists_the_hub_and_offline_tasks():
     kinds = {name: task.kind for name, task in tasks.TASKS.items()}
     assert kinds == {
-        **dict.fromkeys(["boolq", "sciq", "amazon_polarity", "anthropic_hh", "cosmos_qa"], "hub"),
+        **dict.fromkeys(ELEUTHER_TASKS + BURNS_TASKS + REWARD_OBJECTIVES, "hub"),
         **dict.fromkeys(["imdb", "sms_spam", "bbc_news", "tweets"], "offline"),
     }
+    assert len(ELEUTHER_TASKS) == len(set(ELEUTHER_TASKS)) == 25
     assert all(task.n_examples > 0 for task in tasks.TASKS.values())
+
+
+def test_hh_objectives_read_their_data_directories_of_the_same_repository(monkeypatch):
+    calls = _fake_hub(monkeypatch, {"train": fixture("anthropic_hh"), "test": fixture("anthropic_hh")})
+    for name in REWARD_OBJECTIVES + ["anthropic_hh"]:
+        load_task(name)
+    assert calls == [
+        ("Anthropic/hh-rlhf", None, "helpful-base", None),
+        ("Anthropic/hh-rlhf", None, "harmless-base", None),
+        ("Anthropic/hh-rlhf", None, None, None),
+    ]
+
+
+# Tasks whose records have the shape of another task's fixture.
+SHARED_FIXTURES = {
+    "sciq_with_support": "sciq",
+    "anthropic_hh_helpful": "anthropic_hh",
+    "anthropic_hh_harmless": "anthropic_hh",
+}
+HUB_TASK_NAMES = sorted(name for name, task in tasks.TASKS.items() if task.kind == "hub")
+
+
+def _variants(record, i):
+    """The record with every top-level string made distinct, so that one fixture row yields many examples."""
+    return {k: f"{v} ({i})" if isinstance(v, str) and k not in {"label", "answerKey", "FEN", "Moves"} else v
+            for k, v in record.items()}  # fmt: skip
+
+
+def _pool(monkeypatch, name, copies):
+    source = tasks.TASKS[name].source
+    records = fixture(SHARED_FIXTURES.get(name, name))
+    if name != "chess_puzzles":
+        records = [_variants(r, i) for i in range(copies) for r in records]
+    _fake_hub(monkeypatch, {split: records for split in source.splits[:1]} | {s: [] for s in source.splits[1:]})
+    return load_task(name)
+
+
+@pytest.mark.parametrize("name", HUB_TASK_NAMES)
+def test_every_hub_task_loads_from_records_shaped_like_its_hub_rows(monkeypatch, name):
+    df = _pool(monkeypatch, name, copies=2)
+    assert list(df.columns) == ["text", "label"] and len(df) > 0
+    assert set(df.label) <= {0, 1}
+
+
+@pytest.mark.parametrize("name", sorted(ELEUTHER_TASKS))
+def test_eleuther_tasks_give_balanced_splits(monkeypatch, name):
+    """EleutherAI/w2s balances every dataset 50/50; here the split step does it (splits.balance)."""
+    df = _pool(monkeypatch, name, copies=12)
+    splits = make_splits(df, {"weak_train": 4, "strong_train": 4, "val": 2, "test": 4}, seed=0, balance=True, task=name)
+    for split in splits.values():
+        assert split.label.mean() == 0.5
+
+
+# cosmos_qa is not: a record whose correct answer is "None of the above" is always a wrong one (label 0).
+BALANCED_BY_CONSTRUCTION = [
+    n
+    for n in HUB_TASK_NAMES
+    if tasks.TASKS[n].source.format.__module__.endswith("multiple_choice") and n != "cosmos_qa"
+]
+
+
+@pytest.mark.parametrize("name", BALANCED_BY_CONSTRUCTION)
+def test_multiple_choice_tasks_are_balanced_by_construction(monkeypatch, name):
+    labels = _pool(monkeypatch, name, copies=100).label
+    assert 0.4 < labels.mean() < 0.6
+
+
+def test_catalogue_has_one_row_per_registered_task():
+    catalogue = (Path(__file__).parents[1] / "docs" / "tasks.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in catalogue.splitlines() if line.startswith("| `")]
+    assert sorted(rows) == sorted(tasks.TASKS)

@@ -17,6 +17,9 @@ from tiny_workflow import ROOT, SNAKEMAKE, TEST_DIR, TINY_BERT, e2e_config, snak
 from w2s.config import validate_config
 from w2s.labels.interventions import intervention_cells
 
+# The end-to-end run is shared with the other tests that read a finished run (tests/finished_run.py).
+pytest_plugins = ["finished_run"]
+
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
     table = dry_run_output.split("Job stats:")[1]
@@ -182,10 +185,9 @@ def labels(folder) -> pd.Series:
 
 
 @pytest.mark.e2e
-def test_end_to_end_tiny_config(tmp_path):
+def test_end_to_end_tiny_config(e2e_run):
     """The .test config: every intervention kind (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
-    config = e2e_config()
-    snakemake(tmp_path, config, "--cores", "2")
+    tmp_path, config = e2e_run, e2e_config()
     names = set(intervention_cells(validate_config(copy.deepcopy(config))["interventions"]))
 
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
@@ -202,6 +204,13 @@ def test_end_to_end_tiny_config(tmp_path):
     assert ((summary["pgr_acc"] - expected).abs() < 1e-9).all()
     # The pretrained strong model beats a random tiny weak model on a balanced task.
     assert (summary["ceiling_acc"] > summary["weak_acc"]).all()
+    assert summary["pgr_acc_undefined"].isna().all()  # every gap is above the margin: no reason given
+    # The four (weak, ceiling) right/wrong regions split the test set; deception is an error rate in one.
+    regions = [f"n_weak_{w}_ceiling_{c}" for w in ("right", "wrong") for c in ("right", "wrong")]
+    assert (summary[regions].sum(axis=1) == summary["n_test"]).all()
+    region = summary["student_acc_weak_wrong_ceiling_right"]
+    assert ((summary["deception_score"] - (1 - region)).abs() < 1e-9)[region.notna()].all()
+    assert summary["agreement"].between(0, 1).all()
 
     agg = pd.read_csv(tmp_path / "results" / "aggregate.csv")
     assert set(agg["intervention"]) == names and (agg["n_seeds"] == 2).all()
@@ -212,6 +221,11 @@ def test_end_to_end_tiny_config(tmp_path):
         xent_rows["student_acc"].mean()
     )
     assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == len(names)
+    # Imitation pooled over the two seeds: overall agreement, as both seeds have 64 test examples, is their mean.
+    assert agg.loc[agg["intervention"] == "xent", "agreement"].item() == pytest.approx(xent_rows["agreement"].mean())
+    weak_wrong = summary.groupby("intervention")["n_weak_wrong"].sum()
+    assert (agg["n_weak_wrong"].to_numpy() == weak_wrong.loc[agg["intervention"]].to_numpy()).all()
+    assert (tmp_path / "results" / "plots" / "w2s_imitation.png").stat().st_size > 10_000
 
     results = tmp_path / "results" / "sms_spam"
     for seed in (0, 1):
@@ -266,3 +280,4 @@ def test_end_to_end_tiny_config(tmp_path):
     partial = tmp_path / "results" / "partial"
     assert len(pd.read_csv(partial / "summary.csv")) == 2 * len(names)
     assert (partial / "w2s_results.png").stat().st_size > 10_000
+    assert (partial / "w2s_imitation.png").stat().st_size > 10_000

@@ -74,3 +74,31 @@ def train_config(**fields) -> TrainConfig:
     """The training config a model entry gets from the schema's defaults, with `fields` set."""
     entry, train_section = schema_defaults()
     return dataclasses.replace(train_config_from(entry, train_section), **fields)
+
+
+def tiny_decoder(directory: Path, shape: str, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny random causal LM of a Llama or Qwen2 shape (rotary positions, grouped-query attention), saved
+    with its language-model head; the tiny tokenizer's [CLS] serves as its BOS token."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
+        shape
+    ]
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer(directory)
+    config = config_class(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    model_class(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -5,12 +5,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from w2s import layout
-from w2s.config import validate_config
+from w2s.config import ConfigError, validate_config
 from w2s.data.tasks import TASKS
+from w2s.data.tasks.local_copy import copy_files
+from w2s.data.tasks.options import local_copy_path, task_option_problems
 from w2s.labels.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
+from w2s.labels.debate import debate_problems, debater_alias
+from w2s.labels.prompting import prompting_problems
 
 # Fills defaults and stops with a message naming the key before any job is scheduled.
 validate_config(config)
+# A task's local copy is a folder on this machine, so it is checked here rather than with the config.
+_task_option_problems = task_option_problems(config["task_options"], config["tasks"], TASKS)
+if _task_option_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_task_option_problems))
 
 SPLITS = layout.SPLITS
 LABELLED = layout.LABELLED_SPLITS
@@ -32,15 +40,27 @@ def cells_of(*kinds):
 
 
 PROBE_INTERVENTIONS = cells_of("probe")
+CONFIDENT_INTERVENTIONS = cells_of("confident")
 ENSEMBLE_INTERVENTIONS = cells_of("ensemble")
 BOOTSTRAP_INTERVENTIONS = cells_of("bootstrap")
 LINEAR_PROBE_INTERVENTIONS = cells_of("linear_probe")
 FINETUNE_PROBE_INTERVENTIONS = cells_of("finetune_probe")
+PROMPT_INTERVENTIONS = cells_of("prompt")
+DEBATE_INTERVENTIONS = cells_of("debate")
+# Prompting scores label words with the strong models' next-token heads, which the schema cannot see.
+_prompting_problems = prompting_problems(config, PROMPT_INTERVENTIONS)
+if _prompting_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_prompting_problems))
+_debate_problems = debate_problems(config, {n: CELLS[n].entry for n in DEBATE_INTERVENTIONS})
+if _debate_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_debate_problems))
 # Cells whose labels are some model's soft predictions on strong_train and val.
 PREDICTION_LABEL_INTERVENTIONS = cells_of("weak", "s2s", "bootstrap", "finetune_probe")
 RELABELLING_INTERVENTIONS = sorted(relabellers(CELLS))
 PLAIN_STUDENT_INTERVENTIONS = [
-    n for n in cells_of("weak", "probe", "s2s", "bootstrap", "ensemble") if n not in RELABELLING_INTERVENTIONS
+    n
+    for n in cells_of("weak", "confident", "probe", "s2s", "bootstrap", "ensemble", "debate")
+    if n not in RELABELLING_INTERVENTIONS
 ]
 ENSEMBLE_WEAK_MODELS = sorted(
     {alias for n in ENSEMBLE_INTERVENTIONS for alias in CELLS[n].entry["ensemble"].get("weak_models") or []}
@@ -78,8 +98,27 @@ def model_path(alias):
     return layout.model_dir(package) if package else model_entry(alias)["path"]
 
 
+def task_options(wildcards):
+    return config["task_options"].get(wildcards.task, {})
+
+
+def task_data_path(wildcards):
+    """What the splits job reads: an offline task's materialised file, a hub task's local copy, or
+    nothing (the hub)."""
+    if TASKS[wildcards.task].kind == "offline":
+        return layout.dataset_path(wildcards.task)
+    copy = local_copy_path(task_options(wildcards))
+    return str(copy) if copy else None
+
+
 def task_inputs(wildcards):
-    return [layout.dataset_path(wildcards.task)] if TASKS[wildcards.task].kind == "offline" else []
+    """The files behind task_data_path: every file of a local copy, so that a changed copy reruns the splits."""
+    path = task_data_path(wildcards)
+    if path is None:
+        return []
+    if TASKS[wildcards.task].kind == "offline":
+        return [path]
+    return [str(f) for f in copy_files(path)]
 
 
 split_path = layout.split_path
@@ -187,6 +226,31 @@ def ensemble_member_files(wildcards):
     ]
 
 
+# Every debater's `debate` entry (its cells agree on the transcript parameters, checked above).
+DEBATES = {
+    debater_alias(CELLS[name].entry["debate"], strong): CELLS[name].entry["debate"]
+    for name in DEBATE_INTERVENTIONS
+    for strong in config["strong_models"]
+}
+
+
+def cell_debater(wildcards):
+    return debater_alias(CELLS[wildcards.intervention].entry["debate"], wildcards.strong)
+
+
+def debate_member_files(wildcards):
+    """The predictions (strong_train, val, test) of every debate-informed weak supervisor of a cell."""
+    debater = cell_debater(wildcards)
+    replicas = CELLS[wildcards.intervention].entry["debate"]["replicas"]
+    return [
+        {
+            s: p.format(**wildcards)
+            for s, p in layout.predictions(layout.debate_weak_dir(debater, r), *STRONG_SPLITS).items()
+        }
+        for r in range(replicas)
+    ]
+
+
 def provenance(wildcards):
     """The config entries that determine one cell's numbers, stored beside them."""
     return dict(
@@ -214,3 +278,15 @@ def cell_prediction_files():
 def weak_label_inputs():
     """The shared weak model's predictions on strong_train and val, as `weak_<split>` inputs."""
     return {f"weak_{s}": p for s, p in layout.predictions(layout.weak_dir(), *LABELLED).items()}
+
+
+def prompt_entry(wildcards):
+    return CELLS[wildcards.intervention].entry["prompt"]
+
+
+def weak_demo_labels(wildcards):
+    """The weak model's predictions on strong_train, which label the demonstrations of a weak few-shot cell."""
+    prompt = prompt_entry(wildcards)
+    if prompt["shots"] and prompt["demos"] == "weak":
+        return layout.predictions(layout.weak_dir(), "strong_train")["strong_train"]
+    return []

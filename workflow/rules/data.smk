@@ -35,6 +35,9 @@ rule splits:
     params:
         sizes=lambda wildcards: {s: config["splits"][s] for s in SPLITS},
         balance=config["splits"]["balance"],
+        # Params, so that pointing the task at another copy or another rating range reruns the splits.
+        raw_path=task_data_path,
+        rating_range=lambda wildcards: task_options(wildcards).get("rating_range"),
     conda:
         "../../envs/w2s.yaml"
     log:

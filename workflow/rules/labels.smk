@@ -17,6 +17,26 @@ rule student_labels:
         "../scripts/student_labels.py"
 
 
+rule confident_labels:
+    """The weak labels of strong_train, only the `keep` fraction furthest from 1/2 (confident-label
+    filtering), and every weak label of val."""
+    wildcard_constraints:
+        intervention=_alternatives(CONFIDENT_INTERVENTIONS),
+    input:
+        **split_paths(LABELLED),
+        **weak_label_inputs(),
+    output:
+        **layout.label_tables(),
+    params:
+        keep=lambda wildcards: CELLS[wildcards.intervention].entry["confident"]["keep"],
+    conda:
+        "../../envs/w2s.yaml"
+    log:
+        "logs/confident_labels/{task}/seed{seed}/{weak}/{strong}/{intervention}.log",
+    script:
+        "../scripts/confident_labels.py"
+
+
 rule ensemble_labels:
     """The mean soft label of several weak supervisors (weak models and seed replicas) on strong_train and val."""
     wildcard_constraints:

@@ -1,5 +1,6 @@
 rule cell_metrics:
-    """Test accuracy and AUROC of weak, ceiling and student, and PGR on both, for one cell and seed."""
+    """Test accuracy and AUROC of weak, ceiling and student, PGR on both, and the student's imitation and
+    deception rates, for one cell and seed."""
     input:
         unpack(probe_report_input),
         test=split_path("test"),
@@ -19,7 +20,8 @@ rule cell_metrics:
 
 
 rule summary:
-    """One tidy row per cell and seed."""
+    """One tidy row per cell and seed: scores, PGR (undefined, with the reason, where the gap to recover is not
+    above analysis.pgr_min_gap), imitation and deception rates."""
     input:
         metric_files(),
     output:
@@ -28,6 +30,8 @@ rule summary:
             caption="../report/summary.rst",
             category="Results",
         ),
+    params:
+        pgr_min_gap=config["analysis"]["pgr_min_gap"],
     conda:
         "../../envs/w2s.yaml"
     log:
@@ -47,6 +51,7 @@ rule aggregate:
     params:
         cells=cell_prediction_files(),
         metric=config["headline_metric"],
+        pgr_min_gap=config["analysis"]["pgr_min_gap"],
     conda:
         "../../envs/w2s.yaml"
     log:

@@ -4,4 +4,6 @@ start_rule(snakemake)
 
 from w2s.stages.analysis import aggregate_stage  # noqa: E402
 
-aggregate_stage(snakemake.params.cells, dict(snakemake.output.items()), snakemake.params.metric)
+aggregate_stage(
+    snakemake.params.cells, dict(snakemake.output.items()), snakemake.params.metric, snakemake.params.pgr_min_gap
+)

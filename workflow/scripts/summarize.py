@@ -5,4 +5,4 @@ start_rule(snakemake)
 from w2s.analysis.summary import summarise  # noqa: E402
 from w2s.atomic import write_text  # noqa: E402
 
-write_text(summarise(snakemake.input).to_csv(index=False), snakemake.output[0])
+write_text(summarise(snakemake.input, snakemake.params.pgr_min_gap).to_csv(index=False), snakemake.output[0])

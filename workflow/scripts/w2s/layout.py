@@ -54,6 +54,20 @@ def bootstrap_dir(step: int | str = "{step}", root: str = RESULTS) -> str:
     return f"{run_dir(root)}/bootstrap/{{weak}}/{{intervention}}/step{step}"
 
 
+def transcripts_dir(debater: str = "{debater}", root: str = RESULTS) -> str:
+    """One debater's debate transcripts of every split, shared by every cell it debates for."""
+    return f"{run_dir(root)}/debate/{debater}"
+
+
+def debate_weak_dir(debater: str = "{debater}", replica: int | str = "{replica}", root: str = RESULTS) -> str:
+    """A weak supervisor that trains and predicts with one debater's transcripts."""
+    return f"{run_dir(root)}/debate_weak/{{weak}}/{debater}/replica{replica}"
+
+
+def debate_report_path(root: str = RESULTS) -> str:
+    return f"{labels_dir(root)}/debate.json"
+
+
 def activations_path(root: str = RESULTS) -> str:
     """Frozen features of one strong model for every seed's examples of a task."""
     return f"{root}/{{task}}/activations/{{strong}}.safetensors"
@@ -95,6 +109,11 @@ def median_pgr_path(root: str = RESULTS) -> str:
 
 def plot_path(name: str, ext: str, root: str = RESULTS) -> str:
     return f"{root}/plots/{name}.{ext}"
+
+
+def curves_plot_path(root: str = RESULTS) -> str:
+    """The training curves of one task, model pair and seed: its weak model, ceiling and trained students."""
+    return f"{root}/plots/curves/{{task}}/seed{{seed}}/{{weak}}/{{strong}}.png"
 
 
 def prediction_paths(cell: dict, root: str = RESULTS) -> dict:

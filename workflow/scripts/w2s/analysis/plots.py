@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory
 
 from w2s.analysis.summary import REFERENCE_COLUMN
@@ -30,6 +31,10 @@ REQUIRED = KEYS + ["n_test"] + [f"{role}_{m}" for role in ("weak", "ceiling", "s
 
 # PGR explodes when weak and strong nearly tie; beyond these bounds points are drawn on them.
 PGR_LIMITS = (-1.0, 2.0)
+# Where a task's PGR is undefined (no gap above the margin), a hollow marker sits this high in the PGR panel
+# (axes fraction), in a strip of its own, so that it cannot be read as a PGR value.
+UNDEFINED_Y = 0.035
+UNDEFINED_NOTE = " no PGR:\n gap ≤ margin"
 WEAK_COLOR, CEILING_COLOR = "0.5", "black"
 # One colour per cell, none repeated: tab10, then tab20's light shades, then tab20b, 38 in all. Greys are
 # left out, as they would read as the weak floor.
@@ -268,8 +273,20 @@ def pgr_stats(
     else:
         per_task = summary.groupby(keys, sort=False)[f"pgr_{metric}"].mean().rename("pgr").reset_index()
         per_task = per_task.assign(pgr_lo=np.nan, pgr_hi=np.nan)
-    median = per_task.groupby(["weak", "strong", "intervention"], sort=False)["pgr"].agg(["median", "size"])
-    return per_task, median.rename(columns={"size": "n_tasks"}).reset_index()
+    # Tasks without a PGR are left out of the median and of n_tasks.
+    median = per_task.groupby(["weak", "strong", "intervention"], sort=False)["pgr"].agg(["median", "count"])
+    return per_task, median.rename(columns={"count": "n_tasks"}).reset_index()
+
+
+def _undefined_strip(ax: Axes) -> None:
+    """The shaded strip at the bottom of the PGR panel that holds the hollow markers of undefined PGRs: named
+    on the right, and without y ticks, so that nothing in it reads as a value."""
+    ax.add_patch(Rectangle((0, 0), 1, 2 * UNDEFINED_Y, transform=ax.transAxes, color="0.92", linewidth=0, zorder=0))
+    bottom, top = ax.get_ylim()
+    above = bottom + 2 * UNDEFINED_Y * (top - bottom)
+    ax.set_yticks([t for t in ax.get_yticks() if above <= t <= top])
+    note = ax.text(1.0, UNDEFINED_Y, UNDEFINED_NOTE, transform=ax.transAxes, va="center", ha="left", fontsize=8)
+    note.set(gid="undefined_note")
 
 
 def _draw_pgr(
@@ -291,6 +308,7 @@ def _draw_pgr(
     task_offsets = dict(zip(tasks, np.linspace(-0.3, 0.3, len(tasks)) * pair_width if len(tasks) > 1 else [0.0]))
     pair_markers = ["o", "s", "^", "v", "D", "P", "X", "*"]
     lo, hi = PGR_LIMITS
+    at_bottom = blended_transform_factory(ax.transData, ax.transAxes)
     handles = []
     for k, (weak, strong) in enumerate(pairs):
         marker = pair_markers[k % len(pair_markers)]
@@ -318,6 +336,19 @@ def _draw_pgr(
                         zorder=2,
                         gid=f"tasks|{weak}|{strong}|{name}",
                     )
+            for task_x, task in zip(xs[np.isnan(values)], cell.task[np.isnan(values)]):
+                ax.plot(
+                    [task_x],
+                    [UNDEFINED_Y],
+                    transform=at_bottom,
+                    linestyle="none",
+                    marker=marker,
+                    markerfacecolor="none",
+                    markeredgecolor=color,
+                    markersize=6,
+                    zorder=2,
+                    gid=f"undefined|{task}|{weak}|{strong}|{name}",
+                )
             for task_x, task, bar_lo, bar_hi in zip(xs, cell.task, cell.pgr_lo, cell.pgr_hi):
                 if np.isfinite(bar_lo) and np.isfinite(bar_hi):
                     ax.vlines(
@@ -331,6 +362,20 @@ def _draw_pgr(
                     )
             m = float(median.loc[key, "median"].iloc[0])
             if np.isnan(m):
+                # No task of this cell has a PGR: its median is a hollow marker too, not a value.
+                ax.plot(
+                    [x],
+                    [UNDEFINED_Y],
+                    transform=at_bottom,
+                    linestyle="none",
+                    marker=marker,
+                    markerfacecolor="none",
+                    markeredgecolor=color,
+                    markeredgewidth=1.5,
+                    markersize=10,
+                    zorder=3,
+                    gid=f"median_undefined|{weak}|{strong}|{name}",
+                )
                 continue
             shown = float(np.clip(m, lo, hi))
             line = ax.plot(
@@ -364,9 +409,15 @@ def _draw_pgr(
     ax.set_xlim(-0.6, max(slots.values()) + 0.6)
     shown = np.clip(per_task[["pgr", "pgr_lo", "pgr_hi"]].to_numpy(dtype=float), lo, hi)
     shown = shown[np.isfinite(shown)]
-    ax.set_ylim(max(lo, min(-0.2, shown.min() - 0.1)) - 0.05, min(hi, max(1.2, shown.max() + 0.1)) + 0.05)
+    # Room at the bottom for the hollow markers of undefined PGRs, below every value.
+    low = min(-0.2, shown.min() - 0.1) if shown.size else -0.2
+    high = max(1.2, shown.max() + 0.1) if shown.size else 1.2
+    ax.set_ylim(max(lo, low) - 0.05 - 0.1 * per_task.pgr.isna().any(), min(hi, high) + 0.05)
+
     if references:
         _headroom(ax)
+    if per_task.pgr.isna().any():
+        _undefined_strip(ax)
     n_tasks = per_task.task.nunique()
     ax.set_title(f"PGR by intervention (median of {n_tasks} task{'s' if n_tasks != 1 else ''})")
     ax.set_ylabel(f"PGR of test {METRICS[metric]}\n(0 = weak, 1 = ceiling)")
@@ -416,7 +467,8 @@ def build_figure(summary: pd.DataFrame, metric: str = "acc", intervals: pd.DataF
     bars = "95% bootstrap interval over seeds and test examples" if intervals is not None else "min–max over seeds"
     pgr_bars = ", bars: 95% bootstrap interval of its PGR" if intervals is not None else ""
     explanation = (
-        f"points: mean over seeds, bars: {bars}; PGR panel: faint = one task{pgr_bars}, bold = median over tasks; "
+        f"points: mean over seeds, bars: {bars}; PGR panel: faint = one task{pgr_bars}, bold = median over tasks "
+        "with a PGR (hollow, in the bottom strip: no PGR, as ceiling − weak is not above the margin); "
         "references learn ground truth labels and are not W2S results"
     )
     fig.suptitle(

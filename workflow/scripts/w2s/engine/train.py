@@ -10,10 +10,11 @@ up (micro-batches in turn, each shared out across processes), so they change the
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import chain
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The workflow's defaults live in its config schema (see finetune.train_config_from), so settings have
-    none here, except the two that a caller may leave out: head_lr (None: the head takes lr) and max_steps
-    (None: `epochs` decides). Keyword-only, so that these two can stay beside lr and epochs."""
+    none here, except those that a caller may leave out: head_lr (None: the head takes lr), max_steps
+    (None: `epochs` decides) and trackers (none). Keyword-only, so that these can stay beside their kin."""
 
     lr: float
     head_lr: float | None = None
@@ -55,6 +56,7 @@ class TrainConfig:
     select_best_on_val: bool
     max_length: int
     compile: bool
+    trackers: tuple[str, ...] = ()  # experiment trackers that accelerate logs to (see make_accelerator)
 
     def for_attempt(self, attempt: int) -> TrainConfig:
         """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch and the
@@ -71,12 +73,31 @@ class TrainConfig:
         )
 
 
-def make_accelerator() -> Accelerator:
+# The experiment trackers a run may log to, and the package each needs.
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def make_accelerator(trackers: Sequence[str] = (), log_dir: Path | None = None) -> Accelerator:
+    """The accelerator of one training job; with `trackers`, it logs to them (files under `log_dir`)."""
+    for tracker in trackers:
+        package = TRACKER_PACKAGES[tracker]
+        # accelerate would drop a tracker whose package is missing without a word.
+        if importlib.util.find_spec(package) is None:
+            raise ModuleNotFoundError(
+                f"train.trackers: {tracker!r} needs the {package!r} package, which is not installed: "
+                f"pip install {package} (or remove {tracker!r} from train.trackers)"
+            )
     on_gpu = torch.cuda.is_available()
     # A backbone may hold parameters that the classifier never uses (BERT's pooler); DDP raises at the second
     # step unless it is told to look for them.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision="bf16" if on_gpu else "no", cpu=not on_gpu, kwargs_handlers=[ddp])
+    return Accelerator(
+        mixed_precision="bf16" if on_gpu else "no",
+        cpu=not on_gpu,
+        kwargs_handlers=[ddp],
+        log_with=list(trackers) or None,
+        project_dir=log_dir,
+    )
 
 
 def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.optim.Optimizer:
@@ -263,10 +284,13 @@ def _run_id(
 ) -> str:
     """A fingerprint of what fixes the training trajectory, so that only a checkpoint of this run is resumed.
 
-    The micro-batch and inference batch are left out: an out-of-memory retry changes them and should resume.
+    The micro-batch and inference batch are left out: an out-of-memory retry changes them and should resume;
+    so are the trackers, which only watch.
     """
     settings = {
-        k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("micro_batch_size", "eval_batch_size", "compile")
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in ("micro_batch_size", "eval_batch_size", "compile", "trackers")
     }
     settings.update(
         seed=seed,
@@ -290,6 +314,7 @@ class _RunState:
 
     step: int = 0
     history: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # {step, train_loss} of every optimizer step so far
     best: tuple | None = None  # ((val_acc, -val_loss), step) of the best evaluation so far
     best_state: dict[str, torch.Tensor] | None = None
     tokens: int = 0
@@ -317,6 +342,7 @@ def _resume(
     return _RunState(
         step=checkpoint["step"],
         history=checkpoint["history"],
+        curve=checkpoint["curve"],
         best=checkpoint["best"],
         best_state=checkpoint["best_state"],
         tokens=checkpoint["tokens"],
@@ -324,11 +350,22 @@ def _resume(
     )
 
 
+def _record_losses(run: _RunState, pending: list[torch.Tensor], accelerator: Accelerator) -> None:
+    """Append the training losses of the steps since the last record to the run's curve and trackers, and
+    empty `pending`. Each loss stays on the device until here: one reduction over processes and one copy
+    to the host for all of them, where one per step would stall the device at every step."""
+    losses = accelerator.reduce(torch.stack(pending), "sum").tolist()
+    first = run.step - len(pending) + 1
+    for step, loss in enumerate(losses, start=first):
+        run.curve.append({"step": step, "train_loss": loss})
+        accelerator.log({"train/loss": loss}, step=step)
+    pending.clear()
+
+
 def _evaluate_and_select(
     run: _RunState,
     model,
     trainable: dict[str, torch.Tensor],
-    loss: torch.Tensor,
     val_ids,
     val_target: np.ndarray,
     pad_id: int,
@@ -336,10 +373,12 @@ def _evaluate_and_select(
     total_steps: int,
     accelerator: Accelerator,
 ) -> None:
-    """Evaluate on the validation split, record it in the history and keep the weights if they are the best."""
+    """Evaluate on the validation split, record it in the history (with this step's training loss, already
+    recorded) and keep the weights if they are the best."""
     scores = _evaluate(model, val_ids, val_target, pad_id, cfg, accelerator)
-    metrics = {"step": run.step, "train_loss": float(accelerator.reduce(loss, "sum")), **scores}
+    metrics = {"step": run.step, "train_loss": run.curve[-1]["train_loss"], **scores}
     run.history.append(metrics)
+    accelerator.log({f"val/{name.removeprefix('val_')}": value for name, value in scores.items()}, step=run.step)
     if accelerator.is_main_process:
         log.info("step %d/%d %s", run.step, total_steps, metrics)
     key = (metrics["val_acc"], -metrics["val_loss"])
@@ -368,6 +407,7 @@ def _save_checkpoint(
                 "fingerprint": run_id,
                 "step": run.step,
                 "history": run.history,
+                "curve": run.curve,
                 "best": run.best,
                 "best_state": run.best_state,
                 "tokens": run.tokens,
@@ -406,8 +446,9 @@ def train_classifier(
 
     With `checkpoint_dir`, the full training state is saved there every `checkpoint_every` optimizer steps
     (default: at every evaluation) and at the end, and a run that finds a checkpoint of its own resumes from
-    it, finishing as an uninterrupted run would. Returns a history dict (per-evaluation metrics,
-    throughput, chosen step).
+    it, finishing as an uninterrupted run would. Returns a history dict: per-evaluation metrics (`history`),
+    the training loss of every optimizer step (`train_curve`: the mean over its effective batch, over all
+    processes), throughput and the chosen step. The accelerator's trackers, if any, get both as they come.
     """
     torch.manual_seed(seed)
     on_gpu = accelerator.device.type == "cuda"
@@ -446,6 +487,7 @@ def train_classifier(
     run.started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=run.step, desc="train", leave=False, disable=not accelerator.is_main_process)
     model.train()
+    pending: list[torch.Tensor] = []  # the losses of the steps not yet in run.curve
     while run.step < total_steps:
         batch = next(stream)
         loss = accumulate_gradients(
@@ -465,18 +507,24 @@ def train_classifier(
         optimizer.zero_grad(set_to_none=True)
         run.step += 1
         run.tokens += int(sum(lengths[i] for i in batch))
+        pending.append(loss)
         bar.update(1)
-        if val is not None and (run.step % eval_every == 0 or run.step == total_steps):
-            _evaluate_and_select(
-                run, model, trainable, loss, val_ids, val_target, pad_id, cfg, total_steps, accelerator
-            )
-        if checkpoint_dir is not None and (run.step % checkpoint_every == 0 or run.step == total_steps):
+        last = run.step == total_steps
+        evaluate = val is not None and (run.step % eval_every == 0 or last)
+        save = checkpoint_dir is not None and (run.step % checkpoint_every == 0 or last)
+        # Before a checkpoint, so that a resumed run has every earlier step's loss and redoes only later ones.
+        if evaluate or save or last:
+            _record_losses(run, pending, accelerator)
+        if evaluate:
+            _evaluate_and_select(run, model, trainable, val_ids, val_target, pad_id, cfg, total_steps, accelerator)
+        if save:
             _save_checkpoint(checkpoint_dir, run_id, run, trainable, optimizer, scheduler, stream, loss_fn, accelerator)
     bar.close()
     elapsed = run.elapsed()
     chosen = _restore_best(run, trainable, total_steps)
     return {
         "history": run.history,
+        "train_curve": run.curve,
         "total_steps": total_steps,
         "chosen_step": chosen,
         "train_seconds": elapsed,

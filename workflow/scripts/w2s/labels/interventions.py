@@ -13,9 +13,10 @@ from typing import Any
 
 from w2s.layout import LABELLED_SPLITS
 
-LABEL_SOURCES = ("probe", "s2s", "bootstrap", "ensemble", "saliency")
+# `prompt` is no label source but a cell without a student: the strong decoder prompted with k demonstrations.
+LABEL_SOURCES = ("probe", "s2s", "bootstrap", "ensemble", "saliency", "prompt", "confident", "debate")
 # Cells an s2s chain may start from: finetuned students (another s2s entry would make chains of chains).
-S2S_START_KINDS = ("weak", "probe", "bootstrap", "ensemble")
+S2S_START_KINDS = ("weak", "probe", "bootstrap", "ensemble", "confident")
 # Replica r of a weak model trains on the same split as the shared weak model, from another seed.
 REPLICA_SEED_STRIDE = 1000
 # The defaults of w2s.labels.probes' probe functions that the split sizes bound, restated so that checking
@@ -28,7 +29,8 @@ def iteration_name(base: str, iteration: int) -> str:
 
 
 def kind_of(entry: dict[str, Any]) -> str:
-    """weak, probe, s2s, bootstrap, ensemble, linear_probe (frozen features) or finetune_probe."""
+    """weak, confident (its most confident weak labels), probe, s2s, bootstrap, ensemble, linear_probe (frozen
+    features), finetune_probe, prompt or debate (debate-informed weak supervisors)."""
     sources = [key for key in LABEL_SOURCES if key in entry]
     if len(sources) > 1:
         raise ValueError(f"an intervention takes at most one label source, got {sources}")
@@ -64,11 +66,14 @@ class Intervention:
 
     @property
     def trains_student(self) -> bool:
-        return self.kind != "linear_probe"
+        return self.kind not in ("linear_probe", "prompt")
 
     @property
     def learns_ground_truth(self) -> bool:
-        """A reference, not a W2S result: its student or probe is fit on ground truth (saliency probes only)."""
+        """A reference, not a W2S result: its student or probe is fit on ground truth (saliency probes), or its
+        prompt shows ground-truth demonstrations."""
+        if self.kind == "prompt":
+            return self.entry["prompt"].get("demos") == "ground_truth"
         return (
             self.kind in ("linear_probe", "finetune_probe") and self.entry["saliency"]["probe_labels"] == "ground_truth"
         )
@@ -127,7 +132,7 @@ def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str
             elif kind_of(interventions[start]) not in S2S_START_KINDS:
                 out.append(
                     f"config key '{at}.s2s.from': {start!r} has no finetuned student to relabel with; "
-                    "start from an intervention that finetunes on weak, probe, ensemble or bootstrap labels"
+                    "start from an intervention that finetunes on weak, confident, probe, ensemble or bootstrap labels"
                 )
             clashes = [
                 n
@@ -159,6 +164,8 @@ def problems(interventions: dict[str, dict], models: dict[str, Any]) -> list[str
                     "weak_models or set replicas >= 2"
                 )
         trains_loss = entry.get("loss", "xent") != "xent" or Intervention(name, name, entry, kind).loss_params
+        if kind == "prompt" and trains_loss:
+            out.append(f"config key '{at}': a prompting cell trains no student; remove the loss and its parameters")
         if kind == "linear_probe" and trains_loss:
             out.append(
                 f"config key '{at}': a linear probe on frozen features trains no student; remove the loss "

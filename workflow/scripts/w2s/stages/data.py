@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from w2s.atomic import write_parquet
@@ -20,7 +20,12 @@ def splits_stage(
     seed: int,
     balance: bool,
     outputs: Mapping[str, PathLike],
+    rating_range: Sequence[int] | None = None,
 ) -> None:
-    splits = make_splits(load_task(task, Path(raw_path) if raw_path else None), dict(sizes), seed, balance, task)
+    """`raw_path`: an offline task's materialised file or a hub task's local copy (None: the hub)."""
+    # Only a task that takes a rating range is given one, so other tasks load as they always have.
+    options = {} if rating_range is None else {"rating_range": tuple(rating_range)}
+    pool = load_task(task, Path(raw_path) if raw_path else None, **options)
+    splits = make_splits(pool, dict(sizes), seed, balance, task)
     for name in SPLITS:
         write_parquet(splits[name], outputs[name])

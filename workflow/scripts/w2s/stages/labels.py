@@ -1,5 +1,5 @@
-"""Label stages on the CPU: the tables a student trains on (weak labels, probe-cleaned labels, ensemble
-means) and the saliency probes on frozen features, which stand in for a student."""
+"""Label stages on the CPU: the tables a student trains on (weak labels, their most confident part,
+probe-cleaned labels, ensemble means) and the saliency probes on frozen features, which stand in for a student."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 
 from w2s.atomic import write_json, write_parquet
 from w2s.data.activations import features_for, load_activations
+from w2s.labels.confident import confident_rows
 from w2s.labels.linear_probe import probe_and_predict, probe_targets
 from w2s.labels.probe_transform import probe_label_tables, probe_report
 from w2s.labels.tables import mean_predictions, weak_label_table
@@ -29,6 +30,21 @@ def student_labels_stage(
     outputs: Mapping[str, PathLike],
 ) -> None:
     write_parquet(weak_label_table(pd.read_parquet(strong_train), pd.read_parquet(weak_strong_train)), outputs["train"])
+    write_parquet(weak_label_table(pd.read_parquet(val), pd.read_parquet(weak_val)), outputs["val"])
+
+
+def confident_labels_stage(
+    strong_train: PathLike,
+    val: PathLike,
+    weak_strong_train: PathLike,
+    weak_val: PathLike,
+    keep: float,
+    outputs: Mapping[str, PathLike],
+) -> None:
+    """The `keep` fraction of strong_train with the most confident weak labels; val keeps every weak label, so
+    that the checkpoint is chosen on the supervisor's labels of the whole split, not only its easy part."""
+    train = weak_label_table(pd.read_parquet(strong_train), pd.read_parquet(weak_strong_train))
+    write_parquet(confident_rows(train, keep), outputs["train"])
     write_parquet(weak_label_table(pd.read_parquet(val), pd.read_parquet(weak_val)), outputs["val"])
 
 

@@ -30,14 +30,14 @@ from w2s.stages.labels import read_tables
 PathLike = str | Path
 
 
-def _model(job: TrainingJob) -> tuple[ModelSpec, TrainConfig]:
+def job_model(job: TrainingJob) -> tuple[ModelSpec, TrainConfig]:
     """The model and its training config; a retried job (attempt > 1, e.g. after CUDA running out of memory)
     trains with smaller micro-batches and the same effective batch."""
     spec = ModelSpec.from_config(job.alias, job.entry, job.model_path)
     return spec, train_config_from(job.entry, job.train_section).for_attempt(job.attempt)
 
 
-def _publish(preds: Mapping[str, pd.DataFrame], record: dict, job: TrainingJob) -> None:
+def publish(preds: Mapping[str, pd.DataFrame], record: dict, job: TrainingJob) -> None:
     """Write a training job's predictions and info, then drop its checkpoints. In a data-parallel job every
     process holds the same predictions; only the main one writes."""
     if not is_main_process():
@@ -56,7 +56,7 @@ def _train_and_publish(
     record: dict,
     cell: Intervention | None = None,
 ) -> None:
-    spec, cfg = _model(job)
+    spec, cfg = job_model(job)
     loss = {} if cell is None else {"loss": cell.loss, "loss_params": cell.loss_params}
     preds, info = train_and_predict(
         spec,
@@ -69,7 +69,7 @@ def _train_and_publish(
         save_dir=job.save_dir,
         checkpoint_dir=job.checkpoint_dir,
     )
-    _publish(preds, {**record, **info}, job)
+    publish(preds, {**record, **info}, job)
 
 
 def weak_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
@@ -149,7 +149,7 @@ def finetune_probe_stage(
     """
     cell = Intervention(**intervention)
     saliency = cell.entry["saliency"]
-    spec, cfg = _model(job)
+    spec, cfg = job_model(job)
     labels = read_tables(label_paths)
     trained, info = train_model(
         spec,
@@ -165,7 +165,7 @@ def finetune_probe_stage(
     features = {n: trained.features(t["text"].tolist()) for n, t in splits.items()}
     targets = probe_targets(splits, saliency["probe_labels"], read_tables(weak_preds))
     pred, probe_info = probe_and_predict(features, targets, splits["test"], saliency)
-    _publish(
+    publish(
         {"test": pred},
         {"role": "finetune_probe", "intervention": intervention, "features": "finetuned student", **probe_info, **info},
         job,

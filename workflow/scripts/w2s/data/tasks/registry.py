@@ -40,9 +40,18 @@ class HubSource:
     splits: tuple[str, ...]
     format: Callable[[dict, random.Random], dict]
     config: str | None = None
+    # A folder of the repository that holds the task's files (a subset without a config of its own, or
+    # one config of the hub's Parquet conversion).
+    data_dir: str | None = None
     revision: str | None = None
     # Drops hub records that cannot yield a meaningful example (checked before formatting).
     keep: Callable[[dict], bool] | None = None
+    # The integer column that a task option `rating_range: [low, high]` selects records by.
+    rating: str | None = None
+    # At most this many records are formatted: those whose content hashes lowest, the same for every seed,
+    # so that a formatter too slow for millions of records (chess legality) still gives every split its
+    # examples from one fixed pool.
+    pool_size: int | None = None
 
 
 @dataclass(frozen=True)
