@@ -395,29 +395,51 @@ def slurm_state(job_id: str, env: dict) -> str:
     return slurm_cli("sacct", "-j", job_id, "-X", "--parsable2", "--noheader", "--format", "State", env=env).strip()
 
 
-def test_sigterm_lets_running_jobs_go_on_and_sigint_cancels_them_and_a_rerun_resumes(slurm_conf, tmp_path):
-    """How to stop a SLURM run (profiles/README.md): SIGTERM makes Snakemake submit nothing more and wait for
-    its running jobs; SIGINT (Ctrl-C) scancels them. A rerun resumes the cancelled training from its
-    checkpoint."""
+def running_ceiling(workdir: Path, run: subprocess.Popen, env: dict) -> str:
+    """The SLURM job id of the long ceiling, once it has written its first checkpoint (so it is running)."""
+    wait_for_file(workdir / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
+    (job_id,) = [
+        line.split("|")[0]
+        for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=env).splitlines()
+        if line.split("|")[1].startswith("rule_train_ceiling")
+    ]
+    return job_id
+
+
+def test_sigterm_lets_the_running_job_finish_before_snakemake_exits(slurm_conf, tmp_path):
+    """SIGTERM (profiles/README.md): Snakemake submits nothing more, stays while its job runs, and exits
+    once the job has finished; the job is not cancelled."""
     slurm_env, _ = environments(slurm_conf, tmp_path)
     config = long_ceiling_config()
     config["models"]["tiny_strong"].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
-    target = f"{LONG_CEILING}/test.parquet"
-    args = ["--workflow-profile", str(PROFILE), *THREADS, target]
+    run = launch(
+        tmp_path, config, ["--workflow-profile", str(PROFILE), *THREADS, f"{LONG_CEILING}/test.parquet"], slurm_env
+    )
+    try:
+        job_id = running_ceiling(tmp_path, run, slurm_env)
+        run.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while (state := slurm_state(job_id, slurm_env)) in ("RUNNING", "COMPLETING"):
+            assert run.poll() is None, "Snakemake exited on SIGTERM while its job was still running"
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.5)
+        out, _ = run.communicate(timeout=300)
+    finally:
+        stop_unfinished(run)
+    assert state == "COMPLETED", out[-5000:]
+    assert (tmp_path / LONG_CEILING / "test.parquet").exists()
 
+
+def test_sigint_cancels_the_running_job_and_a_rerun_resumes_it(slurm_conf, tmp_path):
+    """Ctrl-C (SIGINT) makes Snakemake scancel its jobs and exit; the same command again resumes the
+    cancelled training from its checkpoint."""
+    slurm_env, _ = environments(slurm_conf, tmp_path)
+    config = long_ceiling_config()
+    config["models"]["tiny_strong"].update(gpus=1, runtime=STRONG_RUNTIME_MIN)
+    args = ["--workflow-profile", str(PROFILE), *THREADS, f"{LONG_CEILING}/test.parquet"]
     run = launch(tmp_path, config, args, slurm_env)
     try:
-        wait_for_file(tmp_path / LONG_CEILING / "checkpoint" / CHECKPOINT_FILE, run)
-        (job_id,) = [
-            line.split("|")[0]
-            for line in slurm_cli("squeue", "-h", "-o", "%i|%k", env=slurm_env).splitlines()
-            if line.split("|")[1].startswith("rule_train_ceiling")
-        ]
-        run.send_signal(signal.SIGTERM)
-        # Long enough for several status checks: Snakemake stays, and so does its job.
-        time.sleep(10)
-        assert run.poll() is None, "Snakemake exited on SIGTERM with a job still running"
-        assert slurm_state(job_id, slurm_env) == "RUNNING"
+        job_id = running_ceiling(tmp_path, run, slurm_env)
         run.send_signal(signal.SIGINT)
         out, _ = run.communicate(timeout=120)
     finally:
