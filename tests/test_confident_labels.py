@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tiny_workflow import ROOT, snakemake
+from tiny_workflow import ROOT, one_cell_config, snakemake
 from w2s.config import ConfigError, validate_config
 from w2s.labels.confident import confident_rows
 from w2s.labels.interventions import intervention_cells, problems
@@ -55,33 +55,22 @@ def test_keep_outside_zero_to_one_is_rejected(keep):
         confident_rows(label_table([0.2, 0.8]), keep)
 
 
-def minimal_config(tmp_path, entry: dict) -> dict:
-    return {
-        "tasks": ["sms_spam"],
-        "seeds": [0],
-        "weak_models": ["m"],
-        "strong_models": ["m"],
-        "models": {"m": {"path": str(tmp_path)}},
-        "interventions": {"conf": entry},
-    }
-
-
 @pytest.mark.parametrize("keep", [0, 1.01, 2])
 def test_a_keep_outside_the_unit_interval_is_a_config_error_naming_the_field(tmp_path, keep):
     with pytest.raises(ConfigError, match=r"'interventions\.conf\.confident\.keep'"):
-        validate_config(minimal_config(tmp_path, {"confident": {"keep": keep}}))
+        validate_config(one_cell_config(tmp_path, {"confident": {"keep": keep}}, "conf"))
 
 
 def test_keep_is_required_and_nothing_else_is_taken(tmp_path):
     with pytest.raises(ConfigError, match=r"'interventions\.conf\.confident'.*'keep' is a required property"):
-        validate_config(minimal_config(tmp_path, {"confident": {}}))
+        validate_config(one_cell_config(tmp_path, {"confident": {}}, "conf"))
     with pytest.raises(ConfigError, match=r"'interventions\.conf\.confident'.*allowed keys: keep"):
-        validate_config(minimal_config(tmp_path, {"confident": {"keep": 0.5, "threshold": 0.7}}))
+        validate_config(one_cell_config(tmp_path, {"confident": {"keep": 0.5, "threshold": 0.7}}, "conf"))
 
 
 def test_the_entry_is_a_confident_cell_that_takes_a_loss_and_can_start_a_strong_to_strong_chain(tmp_path):
     entry = {"loss": "logconf", "alpha_max": 0.75, "confident": {"keep": 1}}
-    config = validate_config(minimal_config(tmp_path, entry))
+    config = validate_config(one_cell_config(tmp_path, entry, "conf"))
     cell = intervention_cells(config["interventions"])["conf"]
     assert cell.kind == "confident" and cell.trains_student
     assert cell.loss == "logconf" and cell.loss_params == {"alpha_max": 0.75}

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tiny_workflow import one_cell_config
 from w2s.config import ConfigError, load_schema, validate_config
 from w2s.engine.losses import LOSSES
 
@@ -51,17 +52,6 @@ def documented_params(cell: str) -> list[tuple[str, object]]:
     return params
 
 
-def minimal_config(tmp_path, entry: dict) -> dict:
-    return {
-        "tasks": ["sms_spam"],
-        "seeds": [0],
-        "weak_models": ["m"],
-        "strong_models": ["m"],
-        "models": {"m": {"path": str(tmp_path)}},
-        "interventions": {"x": entry},
-    }
-
-
 def test_schema_loss_enum_is_the_registry():
     enum = INTERVENTION["properties"]["loss"]["enum"]
     assert sorted(enum) == sorted(LOSSES) and len(enum) == len(set(enum))
@@ -101,10 +91,10 @@ def test_readme_row_names_the_params_with_their_defaults(loss):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_loss_with_its_params_at_their_defaults_is_valid_and_gets_no_defaults_added(loss, tmp_path):
     entry = {"loss": loss, **{p.name: p.default for p in LOSSES[loss].PARAMS}}
-    assert validate_config(minimal_config(tmp_path, dict(entry)))["interventions"]["x"] == entry
+    assert validate_config(one_cell_config(tmp_path, dict(entry)))["interventions"]["x"] == entry
     # build_loss fills the defaults; were the schema to fill them too, every intervention entry, and so
     # the params of every job trained with it, would read differently from before, and Snakemake would rerun.
-    assert validate_config(minimal_config(tmp_path, {"loss": loss}))["interventions"]["x"] == {"loss": loss}
+    assert validate_config(one_cell_config(tmp_path, {"loss": loss}))["interventions"]["x"] == {"loss": loss}
 
 
 FOREIGN = [
@@ -120,7 +110,7 @@ FOREIGN = [
 def test_a_parameter_of_another_loss_is_rejected_naming_the_key_and_what_the_loss_takes(loss, param, tmp_path):
     takes = ", ".join(sorted(p.name for p in LOSSES[loss].PARAMS)) or "none"
     with pytest.raises(ConfigError) as e:
-        validate_config(minimal_config(tmp_path, {"loss": loss, param.name: param.default}))
+        validate_config(one_cell_config(tmp_path, {"loss": loss, param.name: param.default}))
     assert (
         f"config key 'interventions.x': parameter '{param.name}' is not taken by loss '{loss}'; "
         f"it takes {takes} (other keys allowed: "
@@ -129,7 +119,7 @@ def test_a_parameter_of_another_loss_is_rejected_naming_the_key_and_what_the_los
 
 def test_a_bad_value_is_reported_as_such_not_as_an_unknown_parameter(tmp_path):
     with pytest.raises(ConfigError) as e:
-        validate_config(minimal_config(tmp_path, {"loss": "logconf", "alpha_max": 1.5, "warmup_frac": 0.3}))
+        validate_config(one_cell_config(tmp_path, {"loss": "logconf", "alpha_max": 1.5, "warmup_frac": 0.3}))
     assert str(e.value) == (
         "invalid config:\n  config key 'interventions.x.alpha_max': 1.5 is greater than the maximum of 1"
     )

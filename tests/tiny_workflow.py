@@ -74,3 +74,15 @@ def long_ceiling_config() -> dict:
     config["strong_models"] = ["tiny_strong"]
     config["models"]["tiny_strong"] = {**config["models"]["tiny"], "epochs": LONG_CEILING_STEPS // 4}
     return config
+
+
+def one_cell_config(model_path: Path, entry: dict, name: str = "x") -> dict:
+    """The smallest config: one offline task, one seed, one local model as weak and strong, one cell `name`."""
+    return {
+        "tasks": ["sms_spam"],
+        "seeds": [0],
+        "weak_models": ["m"],
+        "strong_models": ["m"],
+        "models": {"m": {"path": str(model_path)}},
+        "interventions": {name: entry},
+    }
