@@ -14,7 +14,8 @@ import torch
 from tiny_models import tiny_bert, tiny_decoder, tiny_gpt2
 from tiny_workflow import e2e_config, snakemake
 from w2s.config import ConfigError, validate_config
-from w2s.engine.lm import CausalLM, NotADecoderError, collate_left
+from w2s.engine.batching import collate
+from w2s.engine.lm import CausalLM, NotADecoderError
 from w2s.engine.modeling import ModelSpec
 from w2s.labels.interventions import intervention_cells
 from w2s.labels.prompting import PromptSpec, choose_demos, demo_labels, p_class1, prompting_problems
@@ -66,7 +67,7 @@ def test_batched_greedy_generation_equals_one_prompt_at_a_time(decoders, shape):
 
 
 def test_left_collation_ends_every_row_at_the_last_column():
-    batch = collate_left([[5, 6, 7], [8]], pad_id=0)
+    batch = collate([[5, 6, 7], [8]], pad_id=0, side="left")
     assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
 

@@ -37,13 +37,16 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(token_ids: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Rows padded to the longest; on the left, every row ends in the last column (what generation and
+    next-token scoring read)."""
     width = max(len(t) for t in token_ids)
     input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
     for row, ids in enumerate(token_ids):
-        input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
+        cols = slice(width - len(ids), width) if side == "left" else slice(0, len(ids))
+        input_ids[row, cols] = torch.as_tensor(ids, dtype=torch.long)
+        attention_mask[row, cols] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

@@ -16,23 +16,12 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from w2s.engine.batching import sorted_batches
+from w2s.engine.batching import collate, sorted_batches
 from w2s.engine.modeling import ModelSpec, hub_errors, is_decoder, load_tokenizer, mask_positions, pretrained_kwargs
 
 
 class NotADecoderError(ValueError):
     pass
-
-
-def collate_left(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(t) for t in token_ids)
-    input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
-    for row, ids in enumerate(token_ids):
-        if ids:
-            input_ids[row, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids) :] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def leading_special_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -118,7 +107,7 @@ class CausalLM:
         for batch_rows in sorted_batches([len(r) for r in row_ids], batch_size):
             # Left padding: the last len(prefix) + 1 positions of every row predict its words' tokens.
             keep = max(len(rows[r][1]) for r in batch_rows) + 1
-            logprobs = self._forward(collate_left([row_ids[r] for r in batch_rows], pad), keep).cpu()
+            logprobs = self._forward(collate([row_ids[r] for r in batch_rows], pad, "left"), keep).cpu()
             for b, r in enumerate(batch_rows):
                 i, prefix = rows[r]
                 for j in by_prefix[prefix]:
@@ -139,7 +128,7 @@ class CausalLM:
         texts: list[str] = [""] * len(prompt_ids)
         sample = temperature > 0
         for batch_rows in sorted_batches([len(p) for p in prompt_ids], batch_size):
-            batch = {k: v.to(self.device) for k, v in collate_left([prompt_ids[r] for r in batch_rows], pad).items()}
+            batch = {k: v.to(self.device) for k, v in collate([prompt_ids[r] for r in batch_rows], pad, "left").items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 out = self.model.generate(
                     **batch,

@@ -73,10 +73,15 @@ def transcripts_stage(
     )
 
 
-def cut_fraction(spec: ModelSpec, texts: pd.Series) -> float:
-    """The fraction of texts longer than the model's max_length tokens: their transcripts are cut short."""
-    lengths = [len(ids) for ids in load_tokenizer(spec)(texts.tolist())["input_ids"]]
-    return float(np.mean([n > spec.max_length for n in lengths])) if lengths else 0.0
+def cut_fractions(spec: ModelSpec, texts: Mapping[str, pd.Series]) -> dict[str, float]:
+    """Per split, the fraction of texts longer than the model's max_length tokens: their transcripts are cut
+    short."""
+    tokenizer = load_tokenizer(spec)
+    out = {}
+    for name, column in texts.items():
+        lengths = [len(ids) for ids in tokenizer(column.tolist())["input_ids"]]
+        out[name] = float(np.mean([n > spec.max_length for n in lengths])) if lengths else 0.0
+    return out
 
 
 def debate_weak_stage(
@@ -104,6 +109,6 @@ def debate_weak_stage(
         "role": "debate_weak",
         "test_acc": accuracy(splits["test"]["label"].to_numpy(), test),
         # Text and transcript are read as one sequence of at most max_length tokens.
-        "transcript_cut_frac": {name: cut_fraction(spec, read[name]["text"]) for name in SPLITS},
+        "transcript_cut_frac": cut_fractions(spec, {name: read[name]["text"] for name in SPLITS}),
     }
     publish(preds, {**record, **info}, job)
