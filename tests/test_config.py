@@ -70,8 +70,18 @@ def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
             (
                 r"'interventions.lc': parameter 'radius' is not taken by loss 'logconf'; "
                 r"it takes alpha_max, warmup_frac "
-                r"\(other keys allowed: bootstrap, confident, debate, ensemble, loss, probe, prompt, s2s, saliency\)"
+                r"\(other keys allowed: bootstrap, confident, conflict, debate, ensemble, fusion, loss, probe, prompt, "
+                r"s2s, saliency, strong_models, weak_models\)"
             ),
+        ),
+        (
+            lambda c: c["interventions"]["xent"].update(strong_models=["mpnet", "gpt9"]),
+            r"'interventions.xent.strong_models\[1\]': model alias 'gpt9' is not defined under 'models'",
+        ),
+        (
+            lambda c: c["interventions"]["s2s"].update(weak_models=["mpnet_l4"]),
+            r"'interventions.s2s.weak_models': \['mpnet_l4'\] run this strong-to-strong chain, but its starting cell "
+            r"'xent' does not run with them",
         ),
         (
             lambda c: c["interventions"].update(p={"loss": "xent", "probe": {"name": "topo", "use": "relabel"}}),

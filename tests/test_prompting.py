@@ -234,15 +234,26 @@ def test_prompting_an_encoder_strong_model_is_a_config_error_naming_it(tmp_path)
         "uncached-hub-id": ({"path": "no-such-org/no-such-model"}, None),
     }
     for alias, (entry, why) in cases.items():
-        config = {"strong_models": [alias], "models": {alias: entry}}
+        config = {"strong_models": [alias], "models": {alias: entry}, "interventions": {"zeroshot": {"prompt": {}}}}
         problems = prompting_problems(config, ["zeroshot"])
         if why is None:
             assert problems == [], alias
         else:
             [message] = problems
             assert f"'strong_models': {alias!r} is not a decoder language model ({why}" in message
-            assert "['zeroshot']" in message and "list only decoders" in message
+            assert "'zeroshot'" in message and "list only decoders" in message
     assert prompting_problems({"strong_models": ["bert"], "models": {"bert": {"path": bert}}}, []) == []
+    # A cell that names its own strong models is checked against those alone, and the message names its key.
+    models = {"bert": {"path": bert}, "llama": {"path": llama}}
+    config = {
+        "strong_models": ["bert"],
+        "models": models,
+        "interventions": {"z": {"prompt": {}, "strong_models": ["llama"]}},
+    }
+    assert prompting_problems(config, ["z"]) == []
+    config["interventions"]["z"]["strong_models"] = ["llama", "bert"]
+    [message] = prompting_problems(config, ["z"])
+    assert message.startswith("config key 'interventions.z.strong_models': 'bert' is not a decoder")
 
 
 PROMPT_CELLS = {

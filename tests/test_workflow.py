@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tiny_models import tiny_bert
+from tiny_models import tiny_bert, tiny_decoder
 from tiny_workflow import ROOT, SNAKEMAKE, TEST_DIR, TINY_BERT, e2e_config, snakemake
+from w2s import layout
 from w2s.config import validate_config
 from w2s.labels.interventions import intervention_cells
 
@@ -168,12 +171,19 @@ def test_lint_is_clean_on_the_test_config():
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
-def test_committed_tiny_model_is_the_one_tiny_bert_builds(tmp_path):
-    """The .test config's weak model is committed so that the config runs as it is; it must stay what
-    tests/tiny_models.py builds, so that it can be rebuilt and reviewed."""
-    built = tiny_bert(tmp_path / "tiny-bert")
-    for name in ("model.safetensors", "vocab.txt", "config.json"):
-        assert (built / name).read_bytes() == (TINY_BERT / name).read_bytes(), name
+def test_committed_tiny_models_are_the_ones_tiny_models_builds(tmp_path):
+    """The .test config's tiny models are committed so that the config runs as it is; they must stay what
+    tests/tiny_models.py builds, so that they can be rebuilt and reviewed."""
+    built = {
+        TINY_BERT: tiny_bert(tmp_path / "tiny-bert"),
+        TEST_DIR / "models" / "tiny-llama": tiny_decoder(tmp_path / "tiny-llama", "llama", hidden=32, layers=2, seed=0),
+        TEST_DIR / "models" / "tiny-llama-small": tiny_decoder(
+            tmp_path / "tiny-llama-small", "llama", hidden=16, layers=1, seed=1
+        ),
+    }
+    for committed, rebuilt in built.items():
+        for name in ("model.safetensors", "vocab.txt", "config.json"):
+            assert (rebuilt / name).read_bytes() == (committed / name).read_bytes(), (committed.name, name)
 
 
 def preds(path) -> pd.Series:
@@ -186,13 +196,27 @@ def labels(folder) -> pd.Series:
 
 @pytest.mark.e2e
 def test_end_to_end_tiny_config(e2e_run):
-    """The .test config: every intervention kind (tiny random BERT -> MiniLM on SMS spam, two seeds)."""
+    """The .test config: every intervention kind (tiny random BERT -> MiniLM on SMS spam, two seeds; the
+    decoder cells are checked in test_end_to_end_decoder_cells)."""
     tmp_path, config = e2e_run, e2e_config()
     names = set(intervention_cells(validate_config(copy.deepcopy(config))["interventions"]))
 
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
     assert len(summary) == 2 * len(names) and set(summary["intervention"]) == names
     assert all(sorted(seeds) == [0, 1] for seeds in summary.groupby("intervention")["seed"].apply(list))
+    # Each cell ran with the models its entry names, or the sweep's.
+    pairs = summary.groupby("intervention")[["weak", "strong"]].agg(lambda v: sorted(set(v)))
+    for name, entry in config["interventions"].items():
+        for role, column in (("weak_models", "weak"), ("strong_models", "strong")):
+            expected = entry.get(role) or config[role]
+            assert (
+                pairs.loc[[n for n in pairs.index if n == name or n.startswith(f"{name}_it")], column]
+                .map(lambda v, expected=expected: v == sorted(expected))
+                .all()
+            ), (name, role)
+    decoder_rows = summary["strong"] != "minilm"
+    summary = summary[~decoder_rows]
+    names = set(summary["intervention"])
     probe_rows = summary[summary["intervention"] == "knn_filter"]
     assert probe_rows["probe_acc_vs_gt"].between(0, 1).all()
     assert (probe_rows["dropped_frac_train"] > 0).all()
@@ -213,14 +237,17 @@ def test_end_to_end_tiny_config(e2e_run):
     assert summary["agreement"].between(0, 1).all()
 
     agg = pd.read_csv(tmp_path / "results" / "aggregate.csv")
-    assert set(agg["intervention"]) == names and (agg["n_seeds"] == 2).all()
+    assert (agg["n_seeds"] == 2).all()
+    agg = agg[agg["strong"] == "minilm"]
+    assert set(agg["intervention"]) == names
     for m in ("student_acc", "ceiling_auroc"):
         assert ((agg[f"{m}_lo"] <= agg[m]) & (agg[m] <= agg[f"{m}_hi"])).all()
     xent_rows = summary[summary["intervention"] == "xent"]
     assert agg.loc[agg["intervention"] == "xent", "student_acc"].item() == pytest.approx(
         xent_rows["student_acc"].mean()
     )
-    assert len(pd.read_csv(tmp_path / "results" / "median_pgr.csv")) == len(names)
+    median_pgr = pd.read_csv(tmp_path / "results" / "median_pgr.csv")
+    assert len(median_pgr[median_pgr["strong"] == "minilm"]) == len(names)
     # Imitation pooled over the two seeds: overall agreement, as both seeds have 64 test examples, is their mean.
     assert agg.loc[agg["intervention"] == "xent", "agreement"].item() == pytest.approx(xent_rows["agreement"].mean())
     weak_wrong = summary.groupby("intervention")["n_weak_wrong"].sum()
@@ -278,6 +305,88 @@ def test_end_to_end_tiny_config(e2e_run):
     report = Path(sys.executable).with_name("w2s-report")
     subprocess.run([str(report), "--results", str(tmp_path / "results")], check=True, capture_output=True)
     partial = tmp_path / "results" / "partial"
-    assert len(pd.read_csv(partial / "summary.csv")) == 2 * len(names)
+    assert len(pd.read_csv(partial / "summary.csv")) == 2 * len(config["interventions"]) + 2  # s2s: 2 cells
     assert (partial / "w2s_results.png").stat().st_size > 10_000
     assert (partial / "w2s_imitation.png").stat().st_size > 10_000
+
+
+@pytest.mark.e2e
+def test_end_to_end_decoder_cells(e2e_run):
+    """The .test config's cells on tiny random Llamas: prompting, debate, logit fusion, generative finetuning,
+    decoders as weak, intermediate and strong models; and a conflicting objective beside the weak labels."""
+    results = e2e_run / "results"
+    summary = pd.read_csv(results / "summary.csv").set_index(["intervention", "seed"])
+    assert summary.loc[["zeroshot", "fewshot_weak", "debate"], "strong"].eq("lm").all()
+    assert summary.loc[["fusion", "proxy_tuning", "xent_decoders", "bootstrap_decoders"], "weak"].eq("lm_small").all()
+    assert summary.loc["xent_generative", "strong"].eq("lm_gen").all()
+    assert not summary["reference"].any()  # no cell of this config learns ground truth of its own task
+    for seed in (0, 1):
+        run = results / "sms_spam" / f"seed{seed}"
+        splits = {s: pd.read_parquet(run / "splits" / f"{s}.parquet") for s in layout.SPLITS}
+        test_ids = splits["test"]["id"].tolist()
+
+        # Prompting: p(class 1) of every test example; demonstrations are strong_train examples.
+        for name, shots in (("zeroshot", 0), ("fewshot_weak", 4)):
+            folder = run / "student" / "tiny" / "lm" / name
+            prompted = pd.read_parquet(folder / "test.parquet")
+            assert prompted["id"].tolist() == test_ids and prompted["soft_pred"].between(0, 1).all()
+            assert all(
+                len(ids) == shots and set(ids) <= set(splits["strong_train"]["id"]) for ids in prompted["demo_ids"]
+            )
+            assert json.loads((folder / "info.json").read_text())["role"] == "prompt"
+
+        # Debate: the strong decoder's transcripts of every split, keyed by id, read by two weak replicas whose
+        # mean on strong_train is the student's label on the plain text.
+        for name, split in splits.items():
+            transcripts = pd.read_parquet(run / "debate" / "lm" / f"{name}.parquet")
+            assert transcripts["id"].tolist() == split["id"].tolist()
+            assert all(t.startswith("Debater for No: ") for t in transcripts["transcript"])
+        replicas = [run / "debate_weak" / "tiny" / "lm" / f"replica{r}" for r in range(2)]
+        members = [preds(r / "strong_train.parquet").sort_index() for r in replicas]
+        assert not members[0].equals(members[1])
+        debate = pd.read_parquet(run / "labels" / "tiny" / "lm" / "debate" / "train.parquet").set_index("id")
+        assert debate["text"].equals(splits["strong_train"].set_index("id")["text"])
+        pd.testing.assert_series_equal(
+            debate["soft_label"].sort_index(), (members[0] + members[1]) / 2, check_names=False
+        )
+        infos = [json.loads((r / "info.json").read_text()) for r in replicas]
+        assert [i["seed"] for i in infos] == [seed, seed + 1000]
+
+        # Logit fusion: both cells read one expert, trained on weak_train ground truth and deleted afterwards.
+        [expert] = (run / "fusion_expert" / "lm_small").iterdir()
+        assert not (expert / "model").exists()
+        expert_info = json.loads((expert / "info.json").read_text())
+        assert expert_info["role"] == "fusion_expert" and expert_info["n_train"] == 48
+        fused = {
+            n: pd.read_parquet(run / "student" / "lm_small" / "lm" / n / "test.parquet")
+            for n in ("fusion", "proxy_tuning")
+        }
+        assert (fused["proxy_tuning"]["alpha"] == 1.0).all()
+        reached = ~fused["fusion"]["capped"]
+        assert np.allclose(fused["fusion"]["kl_fused"][reached], fused["fusion"]["kl_expert"][reached], rtol=1e-3)
+        pd.testing.assert_series_equal(fused["fusion"]["strong_soft_pred"], fused["proxy_tuning"]["strong_soft_pred"])
+
+        # Generative finetuning: lm_gen's ceiling and student start from the seed's finetuned lm, which
+        # read the training texts and no label.
+        generative = json.loads((run / "generative" / "lm_gen" / "info.json").read_text())
+        assert generative["texts"] == 48 + 64 and generative["seed"] == seed
+        gen_dir = layout.generative_outputs("lm_gen")["model"].format(task="sms_spam", seed=seed)
+        for job in ("ceiling/lm_gen", "student/tiny/lm_gen/xent_generative", "student/tiny/lm_gen/knn_generative"):
+            assert json.loads((run / job / "info.json").read_text())["model_path"] == gen_dir
+        assert json.loads((run / "ceiling" / "lm" / "info.json").read_text())["model_path"].endswith("tiny-llama")
+        # Its frozen features are the seed's own; its weights are gone once every job that loads them finished.
+        assert (run / "activations" / "lm_gen.safetensors").exists() and not (e2e_run / gen_dir).exists()
+
+        # Decoders as weak model and intermediate: the bootstrap student learns the intermediate's predictions.
+        step = run / "bootstrap" / "lm_small" / "bootstrap_decoders" / "step1"
+        assert labels(run / "labels" / "lm_small" / "lm" / "bootstrap_decoders").equals(
+            preds(step / "strong_train.parquet").rename("soft_label")
+        )
+        assert preds(run / "student" / "lm_small" / "lm" / "xent_decoders" / "test.parquet").between(0, 1).all()
+
+        # A conflicting objective: the student trained on its weak labels plus 16 tweets with ground truth.
+        conflict = json.loads((run / "student" / "tiny" / "minilm" / "conflict" / "info.json").read_text())
+        assert (
+            conflict["train_labels"]["conflict"]["task"] == "tweets" and conflict["train_labels"]["conflict"]["n"] == 16
+        )
+        assert conflict["n_train"] == 64 + 16

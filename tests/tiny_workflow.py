@@ -49,9 +49,11 @@ TINY_BERT = TEST_DIR / "models" / "tiny-bert"
 
 
 def e2e_config() -> dict:
-    """The .test config, its tiny model's path made absolute so that it runs in any working directory."""
+    """The .test config, its tiny models' paths made absolute so that it runs in any working directory."""
     config = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())
-    config["models"]["tiny"]["path"] = str(TINY_BERT)
+    for entry in config["models"].values():
+        if entry["path"].startswith("./"):
+            entry["path"] = str(TEST_DIR / entry["path"])
     return config
 
 

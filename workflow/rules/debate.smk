@@ -5,12 +5,12 @@ rule debate_transcripts:
         debater=_alternatives(sorted(DEBATES)),
     input:
         **split_paths(),
-        model=lambda wildcards: model_inputs(wildcards.debater),
+        model=lambda wildcards: model_inputs(wildcards.debater, wildcards),
     output:
         **layout.training_outputs(layout.transcripts_dir(), *SPLITS),
     params:
         alias=lambda wildcards: wildcards.debater,
-        model_path=lambda wildcards: model_path(wildcards.debater),
+        model_path=lambda wildcards: model_path(wildcards.debater, wildcards),
         entry=lambda wildcards: model_entry(wildcards.debater),
         debate=lambda wildcards: DEBATES[wildcards.debater],
     threads: model_threads("debater")
@@ -40,7 +40,7 @@ rule train_debate_weak:
     input:
         **split_paths(),
         **{f"transcripts_{s}": p for s, p in layout.predictions(layout.transcripts_dir(), *SPLITS).items()},
-        model=lambda wildcards: model_inputs(wildcards.weak),
+        model=lambda wildcards: model_inputs(wildcards.weak, wildcards),
     output:
         **layout.training_outputs(layout.debate_weak_dir(), *STRONG_SPLITS),
     params:

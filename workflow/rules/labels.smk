@@ -65,7 +65,7 @@ rule bootstrap_step:
     input:
         unpack(bootstrap_step_labels),
         **split_paths(STRONG_SPLITS),
-        model=lambda wildcards: model_inputs(bootstrap_alias(wildcards)),
+        model=lambda wildcards: model_inputs(bootstrap_alias(wildcards), wildcards),
     output:
         **layout.training_outputs(layout.bootstrap_dir(), "strong_train", "val", "test"),
     params:

@@ -7,11 +7,11 @@ rule activations:
             for seed in config["seeds"]
             for split in STRONG_SPLITS
         ],
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         layout.activations_path(),
     params:
-        model_path=lambda wildcards: model_path(wildcards.strong),
+        model_path=lambda wildcards: model_path(wildcards.strong, wildcards),
         pooling=lambda wildcards: model_entry(wildcards.strong)["pooling"],
         max_length=lambda wildcards: model_entry(wildcards.strong)["max_length"],
         layers=config["activations"]["layers"],
@@ -38,7 +38,7 @@ rule probe_labels:
     input:
         **split_paths(LABELLED),
         **weak_label_inputs(),
-        activations=layout.activations_path(),
+        activations=activations_input,
     output:
         **layout.label_tables(),
         report=layout.probe_report_path(),
@@ -60,7 +60,7 @@ rule linear_probe_student:
     input:
         **split_paths(STRONG_SPLITS),
         **weak_label_inputs(),
-        activations=layout.activations_path(),
+        activations=activations_input,
     output:
         **layout.training_outputs(layout.student_dir(), "test"),
     params:

@@ -7,12 +7,12 @@ rule prompt_student:
     input:
         **split_paths(("strong_train", "test")),
         weak_strong_train=weak_demo_labels,
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         **layout.training_outputs(layout.student_dir(), "test"),
     params:
         alias=lambda wildcards: wildcards.strong,
-        model_path=lambda wildcards: model_path(wildcards.strong),
+        model_path=lambda wildcards: model_path(wildcards.strong, wildcards),
         entry=lambda wildcards: model_entry(wildcards.strong),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
     threads: model_threads("strong")

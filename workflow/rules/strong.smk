@@ -3,7 +3,7 @@ rule train_ceiling:
     and intervention."""
     input:
         **split_paths(STRONG_SPLITS),
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         **layout.training_outputs(layout.ceiling_dir(), "test"),
     params:
@@ -22,13 +22,15 @@ rule train_ceiling:
 
 
 rule train_student:
-    """Strong student: trained on its cell's labels under the intervention's loss; predictions on test."""
+    """Strong student: trained on its cell's labels (with a conflict, also on the conflict task's ground truth)
+    under the intervention's loss; predictions on test."""
     wildcard_constraints:
         intervention=_alternatives(PLAIN_STUDENT_INTERVENTIONS),
     input:
+        unpack(conflict_inputs),
         **layout.label_tables(),
         predict_test=split_path("test"),
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         **layout.training_outputs(layout.student_dir(), "test"),
     params:
@@ -52,9 +54,10 @@ use rule train_student as train_relabelling_student with:
     wildcard_constraints:
         intervention=_alternatives(RELABELLING_INTERVENTIONS),
     input:
+        unpack(conflict_inputs),
         **layout.label_tables(),
         **{f"predict_{s}": split_path(s) for s in ("test", *LABELLED)},
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         **layout.training_outputs(layout.student_dir(), "test", *LABELLED),
 
@@ -65,10 +68,11 @@ rule train_finetune_probe:
     wildcard_constraints:
         intervention=_alternatives(FINETUNE_PROBE_INTERVENTIONS),
     input:
+        unpack(conflict_inputs),
         **layout.label_tables(),
         **{f"split_{s}": split_path(s) for s in STRONG_SPLITS},
         **weak_label_inputs(),
-        model=lambda wildcards: model_inputs(wildcards.strong),
+        model=lambda wildcards: model_inputs(wildcards.strong, wildcards),
     output:
         **layout.training_outputs(layout.student_dir(), "test"),
     params:

@@ -3,7 +3,7 @@ rule train_weak:
     labels for strong_train, val and test. Shared by every strong model and intervention."""
     input:
         **split_paths(),
-        model=lambda wildcards: model_inputs(wildcards.weak),
+        model=lambda wildcards: model_inputs(wildcards.weak, wildcards),
     output:
         **layout.training_outputs(layout.weak_dir(), "strong_train", "val", "test"),
     params:

@@ -12,4 +12,5 @@ lease_and_launch(
     split_paths={name: snakemake.input[f"split_{name}"] for name in STRONG_SPLITS},
     weak_preds={"strong_train": snakemake.input.weak_strong_train, "val": snakemake.input.weak_val},
     intervention=snakemake.params.intervention,
+    conflict_split=dict(snakemake.input.items()).get("conflict_strong_train"),
 )

@@ -10,4 +10,5 @@ lease_and_launch(
     label_paths={"train": snakemake.input.train, "val": snakemake.input.val},
     predict_paths={k.removeprefix("predict_"): v for k, v in snakemake.input.items() if k.startswith("predict_")},
     intervention=snakemake.params.intervention,
+    conflict_split=dict(snakemake.input.items()).get("conflict_strong_train"),
 )

@@ -15,6 +15,8 @@ SPLITS = ("weak_train", "strong_train", "val", "test")
 STRONG_SPLITS = ("strong_train", "val", "test")
 # The splits a student's label table exists for: strong_train becomes its `train`, val stays `val`.
 LABELLED_SPLITS = ("strong_train", "val")
+# The texts generative finetuning reads (never their labels, never val or test).
+GENERATIVE_SPLITS = ("weak_train", "strong_train")
 
 
 def run_dir(root: str = RESULTS) -> str:
@@ -68,9 +70,29 @@ def debate_report_path(root: str = RESULTS) -> str:
     return f"{labels_dir(root)}/debate.json"
 
 
+def fusion_expert_outputs(expert: str = "{expert}", root: str = RESULTS) -> dict[str, str]:
+    """The weak model finetuned as a language model to say the label words after a fusion template (the
+    `expert` key names template and words): its `model` directory and its run record, `info`. Shared by every
+    fusion cell and strong model with that template and those words."""
+    folder = f"{run_dir(root)}/fusion_expert/{{weak}}/{expert}"
+    return {"model": f"{folder}/model", "info": f"{folder}/info.json"}
+
+
 def activations_path(root: str = RESULTS) -> str:
     """Frozen features of one strong model for every seed's examples of a task."""
     return f"{root}/{{task}}/activations/{{strong}}.safetensors"
+
+
+def generative_outputs(model: str = "{model}", root: str = RESULTS) -> dict[str, str]:
+    """A model alias after generative finetuning on one task and seed's unlabelled texts: its `model`
+    directory (weights, config, tokenizer) and its run record, `info`."""
+    folder = f"{run_dir(root)}/generative/{model}"
+    return {"model": f"{folder}/model", "info": f"{folder}/info.json"}
+
+
+def seed_activations_path(root: str = RESULTS) -> str:
+    """Frozen features of a generatively finetuned strong model, whose weights differ by seed: one seed's examples."""
+    return f"{run_dir(root)}/activations/{{strong}}.safetensors"
 
 
 def metrics_path(root: str = RESULTS) -> str:

@@ -17,6 +17,8 @@ from w2s.layout import glob_pattern, metrics_path
 KEY_COLUMNS = ["task", "weak", "strong", "intervention", "seed"]
 # True where the cell's student or probe learned ground truth labels: a reference, not a W2S result.
 REFERENCE_COLUMN = "reference"
+# The task whose ground truth the cell's student also trained on, as a conflicting objective; empty for none.
+CONFLICT_COLUMN = "conflict"
 METRIC_COLUMNS = [
     "n_test",
     "weak_acc",
@@ -54,6 +56,13 @@ def learns_ground_truth(record: dict) -> bool:
     return bool(cell) and Intervention(**cell).learns_ground_truth
 
 
+def conflict_task(record: dict) -> str:
+    """The conflict task of the cell a metric file records; none for a file without its intervention's record."""
+    cell = record["config"].get("intervention")
+    conflict = Intervention(**cell).conflict if cell else None
+    return conflict["task"] if conflict else ""
+
+
 def summarise(metric_files: Iterable[str | Path], pgr_min_gap: float) -> pd.DataFrame:
     """One row per metric file; PGR from its scores, undefined (with the reason) where ceiling - weak is
     not above `pgr_min_gap`."""
@@ -72,6 +81,7 @@ def summarise(metric_files: Iterable[str | Path], pgr_min_gap: float) -> pd.Data
             {
                 **{k: record["cell"][k] for k in KEY_COLUMNS},
                 REFERENCE_COLUMN: learns_ground_truth(record),
+                CONFLICT_COLUMN: conflict_task(record),
                 # PGR is recomputed from the scores, with the margin, whatever the file holds.
                 **{k: metrics[k] for k in METRIC_COLUMNS if not k.startswith("pgr_")},
                 **{f"pgr_{m}": value for m, (value, _) in pgrs.items()},
@@ -84,7 +94,7 @@ def summarise(metric_files: Iterable[str | Path], pgr_min_gap: float) -> pd.Data
                 **{k: imitation.get(k, float("nan")) for k in IMITATION_COLUMNS},
             }
         )
-    columns = KEY_COLUMNS + [REFERENCE_COLUMN] + METRIC_COLUMNS + PGR_REASON_COLUMNS + SIZE_COLUMNS
+    columns = KEY_COLUMNS + [REFERENCE_COLUMN, CONFLICT_COLUMN] + METRIC_COLUMNS + PGR_REASON_COLUMNS + SIZE_COLUMNS
     df = pd.DataFrame(rows, columns=columns + PROBE_COLUMNS + IMITATION_COLUMNS)
     return df.sort_values(KEY_COLUMNS).reset_index(drop=True)
 

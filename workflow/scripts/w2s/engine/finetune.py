@@ -57,6 +57,8 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         max_steps=model_entry.get("max_steps"),
         max_length=model_entry["max_length"],
         compile=model_entry["compile"],
+        # An entry that no schema filled in may leave the options for speed out: they stay off.
+        **{k: model_entry[k] for k in ("micro_batch_tokens", "packing", "compile_buckets") if k in model_entry},
         warmup_frac=train_section["warmup_frac"],
         weight_decay=train_section["weight_decay"],
         evals_per_epoch=train_section["evals_per_epoch"],

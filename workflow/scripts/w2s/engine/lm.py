@@ -82,6 +82,12 @@ class CausalLM:
         return [start + ids for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
     @torch.inference_mode()
+    def next_token_logprobs(self, rows: Sequence[Sequence[int]], keep: int) -> torch.Tensor:
+        """(len(rows), keep, vocabulary): the next-token log-probabilities at the last `keep` positions of each
+        row of token ids, the rows padded on the left."""
+        return self._forward(collate([list(r) for r in rows], self.tokenizer.pad_token_id, "left"), keep)
+
+    @torch.inference_mode()
     def continuation_logprobs(
         self, prompts: Sequence[str], continuations: Sequence[str], batch_size: int
     ) -> np.ndarray:
@@ -103,11 +109,10 @@ class CausalLM:
         rows = [(i, p) for i in range(len(prompt_ids)) for p in prefixes]
         row_ids = [prompt_ids[i] + list(p) for i, p in rows]
         out = np.zeros((len(prompt_ids), len(words)))
-        pad = self.tokenizer.pad_token_id
         for batch_rows in sorted_batches([len(r) for r in row_ids], batch_size):
             # Left padding: the last len(prefix) + 1 positions of every row predict its words' tokens.
             keep = max(len(rows[r][1]) for r in batch_rows) + 1
-            logprobs = self._forward(collate([row_ids[r] for r in batch_rows], pad, "left"), keep).cpu()
+            logprobs = self.next_token_logprobs([row_ids[r] for r in batch_rows], keep).cpu()
             for b, r in enumerate(batch_rows):
                 i, prefix = rows[r]
                 for j in by_prefix[prefix]:

@@ -18,6 +18,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from w2s.engine.packing import packed_features
+
 DECODER_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
@@ -105,8 +107,13 @@ class Classifier(nn.Module):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        feats = self.features(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **packed) -> torch.Tensor:
+        """Logits of a padded batch; or, given `packed` (the rest of w2s.engine.packing.pack's output), of each
+        segment of one packed row."""
+        if packed:
+            feats = packed_features(self.backbone, self.pooling, input_ids, **packed)
+        else:
+            feats = self.features(input_ids, attention_mask)
         return self.head(feats.to(self.head.weight.dtype))
 
 
@@ -181,6 +188,11 @@ def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
     with hub_errors(spec):
         config = AutoConfig.from_pretrained(spec.path, **source)
         backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu), **source)
+    return build_classifier(backbone, config, spec)
+
+
+def build_classifier(backbone: nn.Module, config, spec: ModelSpec) -> Classifier:
+    """The classifier on a loaded backbone, with the gradient checkpointing and adapters that `spec` asks for."""
     positions_from_mask = is_decoder(config) and takes_position_ids(backbone)
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()

@@ -5,6 +5,8 @@ over the processes of `accelerate launch`. Readable in one sitting on purpose.
 An optimizer step always sees one effective batch of `batch_size` examples drawn by the same seeded
 stream, whatever the micro-batch size or the number of processes: these only decide how the batch is cut
 up (micro-batches in turn, each shared out across processes), so they change the result by float error only.
+So do the options for speed on GPUs (w2s.engine.batching.MicroBatching): micro-batches cut by a token
+budget, decoders' examples packed without padding, and compiled layers fed a bounded set of shapes.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from w2s.engine.batching import collate, iterate, length_grouped_batches, sorted_batches, tokenize
+from w2s.engine.batching import MicroBatching, collate, iterate, length_grouped_batches, sorted_batches, tokenize
 from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.engine.losses import Loss
 from w2s.engine.modeling import Classifier
+from w2s.engine.packing import enable_packing
 from w2s.scoring import soft_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """The workflow's defaults live in its config schema (see finetune.train_config_from), so settings have
     none here, except those that a caller may leave out: head_lr (None: the head takes lr), max_steps
-    (None: `epochs` decides) and trackers (none). Keyword-only, so that these can stay beside their kin."""
+    (None: `epochs` decides), trackers (none) and the options for speed, off (micro_batch_tokens None: cut by
+    micro_batch_size; packing False; compile_buckets matters under compile only, and is the schema's).
+    Keyword-only, so that these can stay beside their kin."""
 
     lr: float
     head_lr: float | None = None
@@ -56,20 +62,38 @@ class TrainConfig:
     select_best_on_val: bool
     max_length: int
     compile: bool
+    micro_batch_tokens: int | None = None
+    packing: bool = False
+    compile_buckets: int = 8
     trackers: tuple[str, ...] = ()  # experiment trackers that accelerate logs to (see make_accelerator)
 
     def for_attempt(self, attempt: int) -> TrainConfig:
-        """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch and the
-        inference batch, as after a CUDA out-of-memory error. The effective batch stays, so a retry trains
-        the same model up to float error; the micro-batch stays a divisor of it."""
+        """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch (its examples,
+        and its token budget if it has one) and the inference batch, as after a CUDA out-of-memory error. The
+        effective batch stays, so a retry trains the same model up to float error; the micro-batch stays a
+        divisor of it."""
         if attempt < 1:
             raise ValueError(f"attempt counts from 1, got {attempt}")
         if attempt == 1:
             return self
         target = min(self.batch_size, max(1, self.micro_batch_size >> (attempt - 1)))
         micro = max(d for d in range(1, target + 1) if self.batch_size % d == 0)
+        tokens = None if self.micro_batch_tokens is None else max(1, self.micro_batch_tokens >> (attempt - 1))
         return dataclasses.replace(
-            self, micro_batch_size=micro, eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1))
+            self,
+            micro_batch_size=micro,
+            micro_batch_tokens=tokens,
+            eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1)),
+        )
+
+    def micro_batching(self) -> MicroBatching:
+        return MicroBatching(
+            examples=self.micro_batch_size,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            tokens=self.micro_batch_tokens,
+            packed=self.packing,
+            buckets=self.compile_buckets if self.compile else None,
         )
 
 
@@ -89,7 +113,7 @@ def make_accelerator(trackers: Sequence[str] = (), log_dir: Path | None = None) 
             )
     on_gpu = torch.cuda.is_available()
     # A backbone may hold parameters that the classifier never uses (BERT's pooler); DDP raises at the second
-    # step unless it is told to look for them.
+    # step unless it is told to look for them. train_classifier turns the search off where there are none.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(
         mixed_precision="bf16" if on_gpu else "no",
@@ -113,6 +137,12 @@ def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.
         {"params": [model.head.bias], "weight_decay": 0.0, "lr": cfg.head_lr or cfg.lr},
     ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=on_gpu)
+
+
+def _uncompiled():
+    """Layers compiled for training (compile: true, which needs torch >= 2.6) run eagerly under this: inference
+    batches come in shapes of their own, each of which would be compiled anew."""
+    return torch.compiler.set_stance("force_eager") if hasattr(torch.compiler, "set_stance") else nullcontext()
 
 
 @torch.inference_mode()
@@ -146,13 +176,14 @@ def infer_token_ids(
         leave=False,
         disable=not accelerator.is_main_process,
     )
-    for pos, batch in bar:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            values = output(module, batch).float().cpu().numpy()
-        if rows is None:
-            rows = np.empty((len(mine), *values.shape[1:]), dtype=values.dtype)
-        rows[pos] = values
+    with _uncompiled():
+        for pos, batch in bar:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.autocast():
+                values = output(module, batch).float().cpu().numpy()
+            if rows is None:
+                rows = np.empty((len(mine), *values.shape[1:]), dtype=values.dtype)
+            rows[pos] = values
     out = None
     for idx, values in gather_object([(mine, rows)]):
         if values is None:
@@ -233,6 +264,14 @@ class BatchStream:
         self.position = state["position"]
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On a GPU, copied from pinned memory without waiting: a plain copy from pageable memory waits for the
+    device to finish its queue, which would stop the host at every micro-batch."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def accumulate_gradients(
     model,
     forward,
@@ -241,28 +280,35 @@ def accumulate_gradients(
     labels: torch.Tensor,
     batch: np.ndarray,
     pad_id: int,
-    micro_batch_size: int,
+    micro_batching: int | MicroBatching,
     progress: float,
     accelerator: Accelerator,
 ) -> torch.Tensor:
     """Accumulate the gradient of the mean loss over `batch`; return this process's part of that mean.
 
-    The batch is cut into micro-batches and each micro-batch is shared out across processes. A loss is a
-    mean over the examples it is given, so weighing it by (its examples / the batch's) gives every example
-    the weight 1/len(batch) wherever it lands; DDP averages gradients over processes, hence the factor of
-    the process count. Gradients are synchronised at the last micro-batch only.
+    The batch is cut into micro-batches (`micro_batching`, or that many examples each) and each micro-batch
+    is shared out across processes. A loss is a mean over the examples it is given, so weighing it by (its
+    examples / the batch's) gives every example the weight 1/len(batch) wherever it lands; DDP averages
+    gradients over processes, hence the factor of the process count. Gradients are synchronised at the last
+    micro-batch only.
     """
     rank, world = accelerator.process_index, accelerator.num_processes
-    micros = [batch[i : i + micro_batch_size] for i in range(0, len(batch), micro_batch_size)]
+    lengths = np.array([len(ids[j]) for j in batch])
+    if isinstance(micro_batching, int):
+        micro_batching = MicroBatching(examples=micro_batching, batch_size=len(batch), max_length=int(lengths.max()))
+    micros = micro_batching.split(batch, lengths, world)
     total = torch.zeros((), device=accelerator.device)
     for i, micro in enumerate(micros):
         shard = micro[rank::world]
+        rows = shard if len(shard) else micro[:1]
         with nullcontext() if i == len(micros) - 1 else accelerator.no_sync(model):
-            inputs = collate([ids[j] for j in (shard if len(shard) else micro[:1])], pad_id)
+            inputs = micro_batching.layout([ids[j] for j in rows], pad_id, world)
+            inputs = {k: _to_device(v, accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
             with accelerator.autocast():
-                logits = forward(**{k: v.to(accelerator.device) for k, v in inputs.items()})
+                logits = forward(**inputs)[: len(rows)]
             if len(shard):
-                loss = loss_fn(logits, labels[shard].to(accelerator.device), progress) * (len(shard) / len(batch))
+                target = _to_device(labels[shard], accelerator.device)
+                loss = loss_fn(logits, target, progress) * (len(shard) / len(batch))
                 total += loss.detach()
             else:
                 # A micro-batch smaller than the process count leaves this process without examples, but
@@ -285,12 +331,21 @@ def _run_id(
     """A fingerprint of what fixes the training trajectory, so that only a checkpoint of this run is resumed.
 
     The micro-batch and inference batch are left out: an out-of-memory retry changes them and should resume;
-    so are the trackers, which only watch.
+    so are the trackers, which only watch, and the options for speed, which change the result by float error.
     """
     settings = {
         k: v
         for k, v in dataclasses.asdict(cfg).items()
-        if k not in ("micro_batch_size", "eval_batch_size", "compile", "trackers")
+        if k
+        not in (
+            "micro_batch_size",
+            "micro_batch_tokens",
+            "eval_batch_size",
+            "compile",
+            "compile_buckets",
+            "packing",
+            "trackers",
+        )
     }
     settings.update(
         seed=seed,
@@ -430,6 +485,39 @@ def _restore_best(run: _RunState, trainable: dict[str, torch.Tensor], total_step
     return run.best[1]
 
 
+def _unused_parameters(model: Classifier, ids, pad_id: int, device: torch.device) -> list[str]:
+    """The trainable parameters that a forward and backward of one example leave without a gradient (the
+    classifier never uses them; BERT's pooler, say). Evaluation mode: no dropout, so no RNG draw."""
+    model.eval()
+    inputs = {k: v.to(device) for k, v in collate(ids[:1], pad_id).items()}
+    model(**inputs).float().sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train()
+    return unused
+
+
+def _compile_blocks(model: Classifier, shapes: int) -> None:
+    """Compile, in place and for static shapes, each block of every run of identical blocks (the transformer
+    layers): one compile serves all layers alike, so the cost is one layer's per input shape, and the
+    micro-batches come in at most `shapes` shapes. The rest (embeddings, pooling, head) runs eagerly."""
+    if not hasattr(torch.compiler, "set_stance"):
+        raise RuntimeError(f"compile: true needs torch >= 2.6, this is torch {torch.__version__}; set compile: false")
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, shapes)
+    # A key-value cache hands each layer its index, on which compiled code would specialise (a compile per
+    # layer); a classifier reads each input once and needs none.
+    model.backbone.config.use_cache = False
+    compiled: list[str] = []
+    for name, module in model.named_modules():
+        repeated = isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1
+        if repeated and not any(name.startswith(f"{outer}.") for outer in compiled):
+            compiled.append(name)
+            for block in module:
+                block.compile(dynamic=False)
+    if not compiled:
+        model.compile(dynamic=False)
+
+
 def train_classifier(
     model: Classifier,
     tokenizer: PreTrainedTokenizerBase,
@@ -476,9 +564,18 @@ def train_classifier(
     if resumed is not None:
         run = _resume(resumed, trainable, optimizer, scheduler, stream)
         log.info("resuming from the checkpoint at step %d/%d in %s", run.step, total_steps, checkpoint_dir)
+    micro_batching = cfg.micro_batching()
+    if cfg.packing:
+        enable_packing(model)
+    if accelerator.num_processes > 1 and accelerator.ddp_handler is not None:
+        # Looking for unused parameters costs a pass over the autograd graph at every backward.
+        accelerator.ddp_handler.find_unused_parameters = bool(
+            _unused_parameters(model, ids, pad_id, accelerator.device)
+        )
     # The scheduler stays out of prepare(): accelerate would step it once per process at every step.
     model, optimizer = accelerator.prepare(model, optimizer)
-    forward = torch.compile(model) if cfg.compile else model
+    if cfg.compile:
+        _compile_blocks(accelerator.unwrap_model(model), cfg.compile_buckets)
     # Last, so that nothing set up above draws from the restored RNG streams. A process that did not exist
     # when the checkpoint was written (more processes now) keeps its freshly seeded streams.
     if resumed is not None and accelerator.process_index < len(resumed["processes"]):
@@ -491,16 +588,7 @@ def train_classifier(
     while run.step < total_steps:
         batch = next(stream)
         loss = accumulate_gradients(
-            model,
-            forward,
-            loss_fn,
-            ids,
-            labels,
-            batch,
-            pad_id,
-            cfg.micro_batch_size,
-            run.step / total_steps,
-            accelerator,
+            model, model, loss_fn, ids, labels, batch, pad_id, micro_batching, run.step / total_steps, accelerator
         )
         optimizer.step()
         scheduler.step()

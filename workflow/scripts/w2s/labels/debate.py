@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from w2s.labels.interventions import cell_models
 from w2s.labels.prompting import causal_lm_config
 
 TEXT_FIELD, ANSWER_FIELD, TRANSCRIPT_FIELD = "{text}", "{answer}", "{transcript}"
@@ -126,10 +127,11 @@ def debate_problems(config: dict[str, Any], debate_cells: dict[str, dict]) -> li
         if named is not None and named not in config["models"]:
             out.append(f"config key '{at}.debater': model alias {named!r} is not defined under 'models'")
             continue
-        for alias in [named] if named else config["strong_models"]:
+        strong_key = f"interventions.{name}.strong_models" if entry.get("strong_models") else "strong_models"
+        for alias in [named] if named else cell_models(entry, config)["strong_models"]:
             causal, why = causal_lm_config(config["models"][alias])
             if causal is False:
-                key = f"{at}.debater" if named else "strong_models"
+                key = f"{at}.debater" if named else strong_key
                 out.append(
                     f"config key '{key}': {alias!r} debates for intervention {name!r} but is not a decoder "
                     f"language model ({why}); set {at}.debater to the alias of a decoder (a causal LM such as "

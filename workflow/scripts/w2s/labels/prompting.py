@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.special import expit
 
 from w2s.data.materialize import MODEL_SOURCES
+from w2s.labels.interventions import cell_models
 
 TEXT_FIELD = "{text}"
 DEMO_SEPARATOR = "\n\n"
@@ -125,16 +126,17 @@ def causal_lm_config(entry: dict[str, Any]) -> tuple[bool | None, str]:
 
 def prompting_problems(config: dict[str, Any], prompt_cells: list[str]) -> list[str]:
     """Prompting cells with a strong model that has no next-token head, as messages naming both and the fix."""
-    if not prompt_cells:
-        return []
     out = []
-    for alias in config["strong_models"]:
-        causal, why = causal_lm_config(config["models"][alias])
-        if causal is False:
-            out.append(
-                f"config key 'strong_models': {alias!r} is not a decoder language model ({why}), but the "
-                f"prompting interventions {prompt_cells} score label words with the strong model's next-token "
-                "head; list only decoders (causal LMs such as GPT-2, Llama, Qwen2, or offline_package "
-                "SmolLM2-135M-Instruct) under strong_models, or remove those interventions"
-            )
+    for name in prompt_cells:
+        entry = config["interventions"][name]
+        key = f"interventions.{name}.strong_models" if entry.get("strong_models") else "strong_models"
+        for alias in cell_models(entry, config)["strong_models"]:
+            causal, why = causal_lm_config(config["models"][alias])
+            if causal is False:
+                out.append(
+                    f"config key '{key}': {alias!r} is not a decoder language model ({why}), but the prompting "
+                    f"intervention {name!r} scores label words with the strong model's next-token head; list only "
+                    "decoders (causal LMs such as GPT-2, Llama, Qwen2, or offline_package SmolLM2-135M-Instruct) "
+                    f"under {key}"
+                )
     return out

@@ -21,6 +21,7 @@ from w2s.engine.modeling import ModelSpec
 from w2s.engine.train import TrainConfig
 from w2s.execution.job import TrainingJob
 from w2s.execution.ranks import is_main_process
+from w2s.labels.conflict import with_conflict
 from w2s.labels.interventions import Intervention
 from w2s.labels.linear_probe import probe_and_predict, probe_targets
 from w2s.labels.tables import ground_truth_labels, weak_label_table
@@ -93,21 +94,48 @@ def ceiling_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None
     )
 
 
+def student_training_labels(
+    cell: Intervention,
+    labels: Mapping[str, pd.DataFrame],
+    primary_ids: pd.Series,
+    conflict_split: PathLike | None,
+    seed: int,
+) -> tuple[pd.DataFrame, dict]:
+    """What a student trains on: its cell's label table, plus the conflict task's ground truth where the cell
+    has a conflict (never a primary-task text: `primary_ids` are every id the student meets in its task);
+    and where those rows come from, for its info.json."""
+    primary = {"source": cell.kind, "n": len(labels["train"])}
+    if cell.conflict is None:
+        return labels["train"], {"primary": primary, "conflict": None}
+    if conflict_split is None:
+        raise ValueError(f"intervention {cell.name} has a conflict, but the job was given no conflict split")
+    train, conflict = with_conflict(labels["train"], pd.read_parquet(conflict_split), cell.conflict, primary_ids, seed)
+    return train, {"primary": primary, "conflict": conflict}
+
+
 def student_stage(
-    job: TrainingJob, label_paths: Mapping[str, PathLike], predict_paths: Mapping[str, PathLike], intervention: dict
+    job: TrainingJob,
+    label_paths: Mapping[str, PathLike],
+    predict_paths: Mapping[str, PathLike],
+    intervention: dict,
+    conflict_split: PathLike | None = None,
 ) -> None:
-    """Train the strong student on the label tables (never ground truth) under the intervention's loss;
-    write its predictions on every split in `predict_paths` (test; strong_train and val too when a
-    strong-to-strong successor relabels with it)."""
+    """Train the strong student on the label tables (never the primary task's ground truth; with a conflict,
+    also the conflict task's strong_train `conflict_split`) under the intervention's loss; write its
+    predictions on every split in `predict_paths` (test; strong_train and val too when a strong-to-strong
+    successor relabels with it)."""
+    cell = Intervention(**intervention)
     labels = read_tables(label_paths)
     predict_on = {name: table[["id", "text"]] for name, table in read_tables(predict_paths).items()}
+    seen = pd.concat([t["id"] for t in (*labels.values(), *predict_on.values())])
+    train, provenance = student_training_labels(cell, labels, seen, conflict_split, job.seed)
     _train_and_publish(
         job,
-        labels["train"],
+        train,
         labels["val"],
         predict_on,
-        {"role": "student", "intervention": intervention},
-        Intervention(**intervention),
+        {"role": "student", "intervention": intervention, "train_labels": provenance},
+        cell,
     )
 
 
@@ -141,8 +169,10 @@ def finetune_probe_stage(
     split_paths: Mapping[str, PathLike],
     weak_preds: Mapping[str, PathLike],
     intervention: dict,
+    conflict_split: PathLike | None = None,
 ) -> None:
-    """Saliency: finetune the student on weak labels, then fit a linear probe on its own pooled features.
+    """Saliency: finetune the student on weak labels (and, with a conflict, the conflict task's ground truth
+    from `conflict_split`), then fit a linear probe on its own pooled features.
 
     With probe_labels ground_truth, strong_train's ground truth is read after training, by the probe only:
     the analysis asks whether the finetuned features still hold what the weak labels got wrong.
@@ -151,23 +181,32 @@ def finetune_probe_stage(
     saliency = cell.entry["saliency"]
     spec, cfg = job_model(job)
     labels = read_tables(label_paths)
+    splits = read_tables(split_paths)
+    seen = pd.concat([t["id"] for t in (*labels.values(), *splits.values())])
+    train, provenance = student_training_labels(cell, labels, seen, conflict_split, job.seed)
     trained, info = train_model(
         spec,
         cfg,
-        labels["train"],
+        train,
         labels["val"],
         job.seed,
         cell.loss,
         cell.loss_params,
         checkpoint_dir=job.checkpoint_dir,
     )
-    splits = read_tables(split_paths)
     features = {n: trained.features(t["text"].tolist()) for n, t in splits.items()}
     targets = probe_targets(splits, saliency["probe_labels"], read_tables(weak_preds))
     pred, probe_info = probe_and_predict(features, targets, splits["test"], saliency)
     publish(
         {"test": pred},
-        {"role": "finetune_probe", "intervention": intervention, "features": "finetuned student", **probe_info, **info},
+        {
+            "role": "finetune_probe",
+            "intervention": intervention,
+            "features": "finetuned student",
+            "train_labels": provenance,
+            **probe_info,
+            **info,
+        },
         job,
     )
 

@@ -1,0 +1,175 @@
+"""Micro-batches cut by a token budget, and shapes bounded for compilation: the effective batch and its gradient
+stay those of micro-batches cut by example count; a run checkpointed under the new batching resumes."""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from test_checkpoint import Killed, kill_at_step, params
+from test_train import AsProcess, toy, train_tiny
+from tiny_models import tiny_bert, tiny_decoder, train_config
+from w2s.engine import train as train_module
+from w2s.engine.batching import MicroBatching, tokenize
+from w2s.engine.finetune import train_and_predict
+from w2s.engine.losses import build_loss
+from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.train import accumulate_gradients, make_accelerator
+
+WORDS = ["good", "bad", "great", "awful", "movie", "film", "the", "a", "is", "not"]
+
+
+def varied(n: int, seed: int = 0) -> pd.DataFrame:
+    """Texts of 1 to 30 words, so that micro-batches cut by tokens differ from those cut by examples."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(1, 31))) for _ in range(n)]
+    return pd.DataFrame({"id": [f"v{i}" for i in range(n)], "text": texts, "soft_label": rng.random(n)})
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("world", [1, 3])
+def test_micro_batches_hold_every_example_once_within_the_budget(packed, world):
+    rng = np.random.default_rng(world)
+    lengths = rng.integers(1, 64, size=40)
+    batch = rng.permutation(200)[:40]
+    batching = MicroBatching(examples=8, batch_size=40, max_length=64, tokens=150, packed=packed)
+    micros = batching.split(batch, lengths, world)
+    assert sorted(np.concatenate(micros).tolist()) == sorted(batch.tolist())
+    assert len(micros) > 1
+    length_of = dict(zip(batch.tolist(), lengths.tolist()))
+    for micro in micros:
+        for share in (micro[r::world] for r in range(world)):
+            sizes = [length_of[i] for i in share]
+            laid_out = sum(sizes) if packed else len(sizes) * max(sizes, default=0)
+            assert laid_out <= 150 or len(micro) == 1
+        # Longest first, so that a padded share is no wider than it must be.
+        assert [length_of[i] for i in micro] == sorted((length_of[i] for i in micro), reverse=True)
+
+
+def test_a_token_budget_gives_the_loss_and_gradient_of_example_count_micro_batches(tmp_path):
+    spec = ModelSpec("tiny", str(tiny_bert(tmp_path / "bert", dropout=0.0)))
+    model, tokenizer, accelerator = load_classifier(spec), load_tokenizer(spec), make_accelerator()
+    train = varied(12)
+    ids = tokenize(tokenizer, train["text"].tolist(), 64)
+    labels = torch.tensor(train["soft_label"].to_numpy(dtype=np.float32))
+    batch = np.arange(12)
+    loss_fn = build_loss("xent")
+
+    def gradient(micro_batching, rank=0, world=1):
+        model.zero_grad()
+        process = AsProcess(accelerator, rank, world)
+        loss = accumulate_gradients(
+            model, model, loss_fn, ids, labels, batch, tokenizer.pad_token_id, micro_batching, 0.0, process
+        )
+        return loss, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    by_examples, want = gradient(4)
+    budget = MicroBatching(examples=4, batch_size=12, max_length=64, tokens=120)
+    assert [len(m) for m in budget.split(batch, np.array([len(t) for t in ids]), 1)] != [4, 4, 4]
+    by_tokens, got = gradient(budget)
+    assert torch.isclose(by_tokens, by_examples, rtol=1e-5)
+    assert len(got) == len(want) and all(torch.allclose(x, y, rtol=1e-4, atol=1e-7) for x, y in zip(got, want))
+    # Shared out over two processes, the shares still average to the effective batch's gradient.
+    parts = [gradient(budget, rank, 2) for rank in range(2)]
+    assert torch.isclose(sum(loss for loss, _ in parts), by_examples, rtol=1e-5)
+    averaged = [sum(g) / 2 for g in zip(*(grads for _, grads in parts))]
+    assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-7) for x, y in zip(averaged, want))
+
+
+def test_training_with_a_token_budget_trains_the_same_model(tmp_path):
+    path = str(tiny_bert(tmp_path / "bert", dropout=0.0))
+    train = varied(24)
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=8, eval_batch_size=16, epochs=2, max_length=64)
+    runs = [
+        train_and_predict(ModelSpec("tiny", path), c, train, train.iloc[:8], {"t": train}, seed=0)[0]["t"]
+        for c in (cfg, dataclasses.replace(cfg, micro_batch_tokens=60))
+    ]
+    assert np.allclose(runs[0]["soft_pred"], runs[1]["soft_pred"], atol=1e-5)
+
+
+def test_a_retry_halves_the_token_budget():
+    cfg = train_config(batch_size=32, micro_batch_size=16, micro_batch_tokens=4096)
+    assert [cfg.for_attempt(a).micro_batch_tokens for a in (1, 2, 3)] == [4096, 2048, 1024]
+    assert cfg.for_attempt(20).micro_batch_tokens == 1
+    assert train_config(micro_batch_tokens=None).for_attempt(2).micro_batch_tokens is None
+
+
+def recorded_shapes(monkeypatch) -> list[tuple]:
+    """The shapes of every training forward's tensors; compilation itself is skipped (what it would compile
+    once per shape is what the shapes show)."""
+    shapes = []
+    monkeypatch.setattr(train_module, "_compile_blocks", lambda model, buckets: None)
+    forward = Classifier.forward
+
+    def recording(self, input_ids, attention_mask=None, **packed):
+        if self.training:
+            shapes.append((tuple(input_ids.shape), *(tuple(v.shape) for v in packed.values() if torch.is_tensor(v))))
+        return forward(self, input_ids, attention_mask, **packed)
+
+    monkeypatch.setattr(Classifier, "forward", recording)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "model, options",
+    [
+        ("bert", {}),
+        ("bert", {"micro_batch_tokens": 100}),
+        ("llama", {"packing": True}),
+        ("llama", {"packing": True, "micro_batch_tokens": 100}),
+    ],
+)
+def test_compile_buckets_bound_the_shapes_fed_to_the_model(tmp_path, monkeypatch, model, options):
+    path = tiny_bert(tmp_path / "m", dropout=0.0) if model == "bert" else tiny_decoder(tmp_path / "m", "llama")
+    train = varied(48)
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=4, epochs=2, max_length=32, **options)
+    shapes = recorded_shapes(monkeypatch)
+    loose, _ = train_tiny(str(path), cfg, train)
+    uncompiled = set(shapes)
+    shapes.clear()
+    bucketed, _ = train_tiny(str(path), dataclasses.replace(cfg, compile=True, compile_buckets=3), train)
+    assert len(set(shapes)) <= 3 < len(uncompiled)
+    # Padding to a bucket, throwaway rows and empty segments change nothing but float error.
+    want = params(loose)
+    assert all(torch.allclose(p, want[n], atol=1e-5) for n, p in params(bucketed).items())
+
+
+def test_a_run_with_packed_token_budget_micro_batches_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    path = str(tiny_decoder(tmp_path / "llama", "llama"))
+    train, val = varied(12), toy(1).iloc[::2]
+    cfg = train_config(
+        lr=1e-3, batch_size=4, micro_batch_size=2, evals_per_epoch=2, max_length=32, micro_batch_tokens=40, packing=True
+    )
+    whole_model, whole = train_tiny(path, cfg, train, val)
+    ckpt = tmp_path / "ckpt"
+    kill_at_step(monkeypatch, 5)
+    with pytest.raises(Killed):
+        train_tiny(path, cfg, train, val, checkpoint_dir=ckpt, checkpoint_every=2)
+    monkeypatch.undo()
+    retry = tmp_path / "retry"
+    shutil.copytree(ckpt, retry)
+    resumed_model, resumed = train_tiny(path, cfg, train, val, checkpoint_dir=ckpt, checkpoint_every=2)
+    assert resumed["resumed_from_step"] == 4 and resumed["history"] == whole["history"]
+    want = params(whole_model)
+    assert all(torch.equal(p, want[n]) for n, p in params(resumed_model).items())
+    # A retry after running out of memory (half the budget) and a switch of the speed options both resume.
+    for other in (cfg.for_attempt(2), dataclasses.replace(cfg, packing=False, micro_batch_tokens=None)):
+        shutil.copytree(retry, tmp_path / "again", dirs_exist_ok=True)
+        assert train_tiny(path, other, train, val, checkpoint_dir=tmp_path / "again")[1]["resumed_from_step"] == 4
+
+
+def test_ddp_looks_for_unused_parameters_only_where_there_are_some(tmp_path):
+    """A multi-process run tells DDP to search for unused parameters at every backward only if one forward
+    and backward leaves some trainable parameter without a gradient (BERT's pooler), not for a decoder."""
+    bert = load_classifier(ModelSpec("b", str(tiny_bert(tmp_path / "bert", dropout=0.0))))
+    llama = load_classifier(ModelSpec("l", str(tiny_decoder(tmp_path / "llama", "llama"))))
+    ids = [[2, 5, 6, 3]]
+    assert train_module._unused_parameters(bert, ids, 0, torch.device("cpu")) == [
+        "backbone.pooler.dense.weight",
+        "backbone.pooler.dense.bias",
+    ]
+    assert train_module._unused_parameters(llama, ids, 0, torch.device("cpu")) == []
+    assert llama.training and all(p.grad is None for p in llama.parameters())
