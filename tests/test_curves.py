@@ -27,7 +27,7 @@ from w2s.engine.finetune import train_model
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
 from w2s.engine.train import BatchStream, make_accelerator
-from w2s.labels.interventions import intervention_cells
+from w2s.labels.interventions import intervention_cells, sweep
 
 pytest_plugins = ["finished_run"]
 
@@ -183,9 +183,15 @@ def test_plot_curves_writes_a_png_and_refuses_a_record_without_training(tmp_path
         build_figure({"x": ("teacher", read_curves(info(tmp_path, "x")))}, "title")
 
 
-def trained_students(config: dict) -> set[str]:
-    cells = intervention_cells(validate_config(copy.deepcopy(config))["interventions"])
-    return {name for name, cell in cells.items() if cell.kind != "linear_probe"}
+def trained_students(config: dict, weak: str = "tiny", strong: str = "minilm") -> set[str]:
+    """The cells that run with (weak, strong) and train a student."""
+    config = validate_config(copy.deepcopy(config))
+    cells = intervention_cells(config["interventions"])
+    return {
+        c["intervention"]
+        for c in sweep(config, cells)
+        if (c["weak"], c["strong"]) == (weak, strong) and cells[c["intervention"]].trains_student
+    }
 
 
 def test_the_curves_rule_reads_the_weak_model_ceiling_and_every_trained_student(tmp_path):
