@@ -191,7 +191,11 @@ def test_debate_labels_are_the_replicas_mean_on_the_plain_texts(tmp_path):
 def test_a_debater_that_is_an_encoder_or_undefined_is_a_config_error(tmp_path):
     bert = str(tiny_bert(tmp_path / "bert"))
     llama = str(tiny_decoder(tmp_path / "llama", "llama"))
-    config = {"strong_models": ["bert"], "models": {"bert": {"path": bert}, "lm": {"path": llama}}}
+    config = {
+        "weak_models": ["bert"],
+        "strong_models": ["bert"],
+        "models": {"bert": {"path": bert}, "lm": {"path": llama}},
+    }
     [message] = debate_problems(config, {"d": {"debate": debate_entry()}})
     assert message.startswith("config key 'strong_models': 'bert' debates for intervention 'd'")
     assert "not a decoder language model" in message and "set interventions.d.debate.debater to" in message

@@ -308,6 +308,7 @@ def test_materialize_model_refuses_an_archive_without_a_model(monkeypatch, tmp_p
 def test_offline_models_map_keys_to_hub_ids():
     assert materialize.OFFLINE_MODELS == {
         "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2-L2": "sentence-transformers/all-MiniLM-L6-v2",
         "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
         "all-mpnet-base-v2-L4": "sentence-transformers/all-mpnet-base-v2",
         "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -383,3 +384,8 @@ def test_materialize_model_refuses_to_truncate_weights_it_cannot_rewrite(monkeyp
 def test_the_intermediate_model_is_mpnet_cut_to_four_blocks():
     shallow, full = materialize.MODEL_SOURCES["all-mpnet-base-v2-L4"], materialize.MODEL_SOURCES["all-mpnet-base-v2"]
     assert shallow == dataclasses.replace(full, layers=4) and full.layers is None
+
+
+def test_the_weaker_supervisor_is_minilm_cut_to_two_blocks():
+    shallow, full = materialize.MODEL_SOURCES["all-MiniLM-L6-v2-L2"], materialize.MODEL_SOURCES["all-MiniLM-L6-v2"]
+    assert shallow == dataclasses.replace(full, layers=2) and full.layers is None

@@ -234,7 +234,12 @@ def test_prompting_an_encoder_strong_model_is_a_config_error_naming_it(tmp_path)
         "uncached-hub-id": ({"path": "no-such-org/no-such-model"}, None),
     }
     for alias, (entry, why) in cases.items():
-        config = {"strong_models": [alias], "models": {alias: entry}, "interventions": {"zeroshot": {"prompt": {}}}}
+        config = {
+            "weak_models": [alias],
+            "strong_models": [alias],
+            "models": {alias: entry},
+            "interventions": {"zeroshot": {"prompt": {}}},
+        }
         problems = prompting_problems(config, ["zeroshot"])
         if why is None:
             assert problems == [], alias
@@ -246,6 +251,7 @@ def test_prompting_an_encoder_strong_model_is_a_config_error_naming_it(tmp_path)
     # A cell that names its own strong models is checked against those alone, and the message names its key.
     models = {"bert": {"path": bert}, "llama": {"path": llama}}
     config = {
+        "weak_models": ["bert"],
         "strong_models": ["bert"],
         "models": models,
         "interventions": {"z": {"prompt": {}, "strong_models": ["llama"]}},
