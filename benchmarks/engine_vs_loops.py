@@ -1,7 +1,9 @@
 """The training engine against a plain loop and an OAI-style loop, side by side on one GPU, on the same shapes
-and data: steady-state tokens/s, MFU, peak memory and time to the first step.
+and data: steady-state tokens/s, MFU, peak memory and time to the first step; and the engine's inference
+against its training on the same shapes and texts.
 
     python benchmarks/engine_vs_loops.py --shapes gpt2-medium qwen2-0.5b llama-1b llama-8b-lora
+    python benchmarks/engine_vs_loops.py --shapes llama-1b --loops engine --inference defaults tokens=65536,packing
 
 Models are built from configs with random weights on the GPU (nothing is downloaded or written to disk), with
 this benchmark's 2,005-word vocabulary; texts have review-like lengths (lognormal, median about 150 words,
@@ -23,6 +25,13 @@ included) to the end of the first step. Steady state is the real (non-pad) token
 4), or, with LoRA, 4 x the frozen non-embedding parameters (forward and input gradients; frozen weights get
 no weight gradient) + 6 x the trainable ones; attention scores (sequence-length-squared terms), embedding
 lookups and pad tokens are not counted; the denominator is the dense bf16 peak given by --peak-tflops.
+
+Inference (--inference): the engine's predictions (w2s.engine.train.predict_token_ids, as the workflow
+predicts and validates) over every text, once as warm-up and once timed (the host waits for the device at
+both ends), with the options of each --inference entry: "defaults" (eval_batch_size 64 examples a forward,
+padded), or tokens=N (eval_batch_tokens) with packing. Its MFU counts 2 x the non-embedding parameters per
+real token (the forward alone). With --tables, each is also timed table by table (the texts cut into tables
+of those fractions, as a job predicts on its splits one after another) against one pass over all of them.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from w2s.engine.batching import collate, length_grouped_batches, tokenize
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, build_classifier
 from w2s.engine.packing import enable_packing, pack
-from w2s.engine.train import TrainConfig, make_accelerator, train_classifier
+from w2s.engine.train import TrainConfig, make_accelerator, predict_token_ids, train_classifier
 
 WORDS = [f"w{i}" for i in range(2000)]
 LORA = {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
@@ -122,7 +131,7 @@ def build(shape: str, vocab_size: int, device: torch.device, seed: int = 0):
     with torch.device(device):
         backbone = AutoModel.from_config(config, dtype=torch.bfloat16 if lora else torch.float32)
     spec = ModelSpec(shape, "(random weights)", lora=LORA if lora else {})
-    return build_classifier(backbone, config, spec).to(device)
+    return build_classifier(backbone, spec).to(device)
 
 
 def flops_per_token(model) -> float:
@@ -210,6 +219,57 @@ def run_engine(model, tokenizer, train: pd.DataFrame, cfg: TrainConfig, profile_
     clock.events = clock.events[:measured_end]
     clock.graphs = clock.graphs[:measured_end]
     return clock, (profiler, profiled_seconds) if profile_steps else None
+
+
+def inference_options(variant: str) -> dict:
+    """TrainConfig fields of an --inference entry ("defaults": none)."""
+    options = {}
+    for item in variant.split(","):
+        name, _, value = item.partition("=")
+        if name == "tokens":
+            options["eval_batch_tokens"] = int(value)
+        elif name == "packing":
+            options["packing"] = True
+        elif name != "defaults":
+            raise ValueError(f"unknown inference option {item!r} in {variant!r}")
+    return options
+
+
+def inference_layout(cfg: TrainConfig, ids) -> tuple[int, float]:
+    """The forwards of one inference pass over `ids`, and the share of their laid-out tokens that is real."""
+    batching = cfg.inference_batching()
+    lengths = np.sort([len(t) for t in ids])[::-1]
+    order = np.argsort([-len(t) for t in ids], kind="stable")
+    forwards = batching.split(np.arange(len(ids)), lengths, 1)
+    laid_out = sum(batching.layout([ids[order[i]] for i in f], 0, 1)["input_ids"].numel() for f in forwards)
+    return len(forwards), int(lengths.sum()) / laid_out
+
+
+def run_inference(model, ids, pad_id: int, cfg: TrainConfig, tables: list[float], profile: bool) -> dict:
+    """Seconds of one timed pass of the engine's predictions over `ids` (after a warm-up pass); with
+    `tables`, of the same texts predicted table by table; with `profile`, a further pass under the profiler."""
+    accelerator = make_accelerator()
+    if cfg.packing:
+        enable_packing(model)
+
+    def timed(parts) -> float:
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for part in parts:
+            predict_token_ids(model, part, pad_id, cfg.inference_batching(), accelerator, "infer")
+        torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    timed([ids])
+    result = {"seconds": timed([ids])}
+    if tables:
+        ends = np.cumsum(np.round(np.array(tables) / sum(tables) * len(ids)).astype(int))
+        result["table_seconds"] = timed([ids[a:b] for a, b in zip([0, *ends[:-1]], ends)])
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:
+            seconds = timed([ids])
+        result["profile"] = (profiler, seconds)
+    return result
 
 
 def layout_efficiency(cfg: TrainConfig, ids, batches) -> float:
@@ -367,7 +427,18 @@ def main() -> None:
     parser.add_argument("--oai-seconds", type=float, default=15.0, help="the OAI-style loop's measuring time")
     parser.add_argument("--plain-seconds", type=float, default=None, help="a cap on the plain loop's measuring time")
     parser.add_argument("--plain-micro-batch", type=int, default=32, help="the plain loop's examples per forward")
-    parser.add_argument("--profile", nargs="*", default=[], help="shape:variant pairs to profile for 5 steps")
+    parser.add_argument(
+        "--profile",
+        nargs="*",
+        default=[],
+        help="shape:variant pairs to profile for 5 steps; shape:infer:variant to profile an inference pass",
+    )
+    parser.add_argument(
+        "--inference", nargs="*", default=[], help="inference option sets: defaults, or e.g. tokens=65536,packing"
+    )
+    parser.add_argument(
+        "--tables", nargs="*", type=float, default=[], help="with --inference, also time these fractions table by table"
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the accelerator")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engine_vs_loops.md"))
     args = parser.parse_args()
@@ -396,7 +467,13 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     profiles = []
+    inference = [
+        "| shape | options | tokens/s | MFU (forward) | x best engine training | peak memory | forwards; real share | "
+        "table by table |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for shape in args.shapes:
+        best_training = 0.0
         runs = []
         if "engine" in args.loops:
             runs += [("engine", v) for v in args.variants]
@@ -454,6 +531,53 @@ def main() -> None:
             )
             table.append(row)
             print(row, flush=True)
+            if loop == "engine":
+                best_training = max(best_training, r["tokens_per_s"])
+            del model
+        for variant in args.inference:
+            free()
+            torch.cuda.reset_peak_memory_stats()
+            model = build(shape, tokenizer.vocab_size, device)
+            forward_flops = flops_per_token(model) / 3 if not SHAPES[shape][1] else None
+            cfg = TrainConfig(
+                lr=lr,
+                batch_size=batch_size,
+                micro_batch_size=batch_size,
+                eval_batch_size=64,
+                epochs=1,
+                warmup_frac=0.1,
+                weight_decay=0.01,
+                evals_per_epoch=1,
+                select_best_on_val=False,
+                max_length=max_length,
+                compile=False,
+                **inference_options(variant),
+            )
+            try:
+                profile = f"{shape}:infer:{variant}" in args.profile
+                r = run_inference(model, ids, tokenizer.pad_token_id, cfg, args.tables, profile)
+                if profile:
+                    profiles.append((f"{shape}, inference {variant}", kernel_profile(*r["profile"])))
+            except Exception as error:  # one failing run must not cost the others' numbers
+                print(f"{shape} inference {variant}: {type(error).__name__}: {error}", flush=True)
+                inference.append(f"| {shape} | {variant} | failed: {type(error).__name__} | | | | | |")
+                del model
+                continue
+            rate = sum(lengths) / r["seconds"]
+            forwards, real = inference_layout(cfg, ids)
+            mfu = f"{100 * forward_flops * rate / (args.peak_tflops * 1e12):.1f}%" if forward_flops else "n/a (LoRA)"
+            ratio = f"{rate / best_training:.2f}x" if best_training else "(no training run)"
+            by_table = (
+                f"{sum(lengths) / r['table_seconds']:,.0f} tokens/s ({r['table_seconds'] / r['seconds']:.2f}x the time)"
+                if "table_seconds" in r
+                else ""
+            )
+            row = (
+                f"| {shape} | {variant} | {rate:,.0f} | {mfu} | {ratio} | "
+                f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB | {forwards}; {100 * real:.0f}% | {by_table} |"
+            )
+            inference.append(row)
+            print(row, flush=True)
             del model
     device_name = torch.cuda.get_device_name()
     out = [
@@ -469,10 +593,12 @@ def main() -> None:
         "",
         *table,
         "",
+        *(["## Inference", "", *inference, ""] if args.inference else []),
         *lines,
     ]
     for title, rows in profiles:
-        out += [f"## Profile: {title} (5 steps after the measured ones)", "", *rows, ""]
+        when = "a pass after the timed ones" if ", inference " in title else "5 steps after the measured ones"
+        out += [f"## Profile: {title} ({when})", "", *rows, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text("\n".join(out) + "\n", args.out)
     print("\n".join(out))

@@ -230,3 +230,41 @@ def test_a_probes_default_k_is_checked_too():
     del cfg["interventions"]["topo_filter"]["probe"]["k"]  # the probe's default, 50
     with pytest.raises(ConfigError, match=r"'interventions.topo_filter.probe.k': 50 neighbours.*at most 39"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda c: c["models"]["mpnet"].update(lora={"enabled": True}),
+            "'models.mpnet.frozen_layers': cannot be combined with lora",
+        ),
+        (
+            lambda c: c["models"]["mpnet"].update(generative={}),
+            "'models.mpnet.frozen_layers': cannot be combined with generative",
+        ),
+        (
+            lambda c: c["interventions"].update(zeroshot={"prompt": {"shots": 0}}),
+            "'interventions.zeroshot': a prompt cell runs ['mpnet'], which have frozen_layers",
+        ),
+        (
+            lambda c: c["interventions"].update(conflicted={"conflict": {"task": "imdb", "size": 8}}),
+            "'interventions.conflicted.conflict': the conflict task's texts have no lower states of ['mpnet']",
+        ),
+    ],
+)
+def test_frozen_layers_are_refused_where_the_states_cannot_serve(mutate, message):
+    cfg = default_config()
+    cfg["models"]["mpnet"]["frozen_layers"] = 10
+    validate_config(copy.deepcopy(cfg))
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(cfg)
+
+
+def test_frozen_layers_pass_with_models_of_their_own_for_the_cells_that_need_text():
+    cfg = default_config()
+    cfg["models"]["mpnet"]["frozen_layers"] = 10
+    cfg["models"]["mpnet_full"] = {**cfg["models"]["mpnet"], "frozen_layers": None}
+    cfg["interventions"]["conflicted"] = {"conflict": {"task": "imdb", "size": 8}, "strong_models": ["mpnet_full"]}
+    validate_config(cfg)

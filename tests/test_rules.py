@@ -17,7 +17,10 @@ def fake_snakemake(tmp_path, gpu=0, **params):
         log=[str(tmp_path / "job.log")],
         config={"hub_offline": True},
         threads=1,
-        params=SimpleNamespace(alias="tiny", entry={"lr": 1e-3}, model_path="/models/tiny", train={"x": 1}, **params),
+        params=SimpleNamespace(
+            **{"alias": "tiny", "entry": {"lr": 1e-3}, "model_path": "/models/tiny", "train": {"x": 1}},
+            **{"lower_states": None, **params},
+        ),
         output=SimpleNamespace(items=lambda: output.items()),
         resources=SimpleNamespace(gpu=gpu, attempt=2),
     )
@@ -41,6 +44,8 @@ def test_start_rule_sends_logs_to_the_rule_log_and_closes_the_hub(tmp_path, monk
 
 def test_training_job_bundles_params_outputs_seed_and_attempt(tmp_path):
     job = training_job(fake_snakemake(tmp_path, train_seed=1007))
+    states = training_job(fake_snakemake(tmp_path, train_seed=1007, lower_states="s.pt"))
+    assert states.lower_states == "s.pt"
     assert job == TrainingJob(
         alias="tiny",
         entry={"lr": 1e-3},

@@ -1,5 +1,6 @@
 """Micro-batches cut by a token budget, and shapes bounded for compilation: the effective batch and its gradient
-stay those of micro-batches cut by example count; a run checkpointed under the new batching resumes."""
+stay those of micro-batches cut by example count; a run checkpointed under the new batching resumes. Inference
+cut by a token budget (padded, or packed) gives every example its own output, as count-cut batches do."""
 
 import dataclasses
 import shutil
@@ -11,12 +12,14 @@ import torch
 
 from test_checkpoint import Killed, kill_at_step, params
 from test_train import AsProcess, toy, train_tiny
-from tiny_models import tiny_bert, tiny_decoder, train_config
+from tiny_models import tiny_bert, tiny_decoder, tiny_gpt2, train_config
+from w2s.config import schema_defaults
 from w2s.engine import train as train_module
-from w2s.engine.batching import MicroBatching, tokenize
-from w2s.engine.finetune import train_and_predict
+from w2s.engine.batching import MicroBatching, collate, tokenize
+from w2s.engine.finetune import TrainedModel, train_and_predict, train_config_from
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer
+from w2s.engine.packing import enable_packing
 from w2s.engine.train import accumulate_gradients, make_accelerator
 
 WORDS = ["good", "bad", "great", "awful", "movie", "film", "the", "a", "is", "not"]
@@ -84,17 +87,86 @@ def test_training_with_a_token_budget_trains_the_same_model(tmp_path):
     train = varied(24)
     cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=8, eval_batch_size=16, epochs=2, max_length=64)
     runs = [
-        train_and_predict(ModelSpec("tiny", path), c, train, train.iloc[:8], {"t": train}, seed=0)[0]["t"]
-        for c in (cfg, dataclasses.replace(cfg, micro_batch_tokens=60))
+        train_and_predict(ModelSpec("tiny", path), c, train, train.iloc[:8], {"t": train}, seed=0)
+        for c in (cfg, dataclasses.replace(cfg, micro_batch_tokens=60), dataclasses.replace(cfg, eval_batch_tokens=60))
     ]
-    assert np.allclose(runs[0]["soft_pred"], runs[1]["soft_pred"], atol=1e-5)
+    for preds, info in runs[1:]:
+        assert np.allclose(runs[0][0]["t"]["soft_pred"], preds["t"]["soft_pred"], atol=1e-5)
+        # Validation under either budget sees the same model at every evaluation.
+        for want, got in zip(runs[0][1]["history"], info["history"], strict=True):
+            assert np.isclose(want["val_loss"], got["val_loss"], atol=1e-6) and want["val_acc"] == got["val_acc"]
 
 
-def test_a_retry_halves_the_token_budget():
-    cfg = train_config(batch_size=32, micro_batch_size=16, micro_batch_tokens=4096)
+def test_a_retry_halves_the_token_budgets():
+    cfg = train_config(batch_size=32, micro_batch_size=16, micro_batch_tokens=4096, eval_batch_tokens=8192)
     assert [cfg.for_attempt(a).micro_batch_tokens for a in (1, 2, 3)] == [4096, 2048, 1024]
-    assert cfg.for_attempt(20).micro_batch_tokens == 1
-    assert train_config(micro_batch_tokens=None).for_attempt(2).micro_batch_tokens is None
+    assert [cfg.for_attempt(a).eval_batch_tokens for a in (1, 2, 3)] == [8192, 4096, 2048]
+    assert cfg.for_attempt(20).micro_batch_tokens == 1 and cfg.for_attempt(20).eval_batch_tokens == 1
+    unset = train_config(micro_batch_tokens=None, eval_batch_tokens=None).for_attempt(2)
+    assert unset.micro_batch_tokens is None and unset.eval_batch_tokens is None
+
+
+def test_a_model_entry_sets_the_inference_token_budget():
+    entry, section = schema_defaults()
+    assert train_config_from(entry, section).eval_batch_tokens is None
+    assert train_config_from({**entry, "eval_batch_tokens": 512}, section).eval_batch_tokens == 512
+
+
+def alone(model: Classifier, ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features and p(class 1) of each example in a forward of its own (no padding, no batch mates)."""
+    with torch.no_grad():
+        feats = torch.cat([model.features(**collate([t], pad_id)) for t in ids])
+        return feats.numpy(), torch.softmax(model.head(feats), dim=-1)[:, 1].double().numpy()
+
+
+TINY = {
+    "bert": lambda d: tiny_bert(d, dropout=0.0),
+    "llama": lambda d: tiny_decoder(d, "llama"),
+    "gpt2": tiny_gpt2,
+}
+
+
+@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("model_kind, packed", [("bert", False), ("llama", False), ("llama", True), ("gpt2", True)])
+def test_inference_cut_by_tokens_gives_every_example_its_own_output_in_input_order(
+    tmp_path, monkeypatch, model_kind, packed, world
+):
+    spec = ModelSpec("tiny", str(TINY[model_kind](tmp_path / "m")))
+    model, tokenizer = load_classifier(spec), load_tokenizer(spec)
+    torch.manual_seed(1)
+    # A random head, so that predictions (not only features) tell the examples apart.
+    torch.nn.init.normal_(model.head.weight)
+    if packed:
+        enable_packing(model)
+    table = varied(40, seed=3).drop_duplicates("text").reset_index(drop=True)
+    texts = table["text"].tolist()
+    ids = tokenize(tokenizer, texts, 64)
+    want_features, want_p = alone(model, ids, tokenizer.pad_token_id)
+    # Every process's share (dealt out in turn) comes back through gather_object: collect them all.
+    pieces = []
+    monkeypatch.setattr(train_module, "gather_object", lambda local: pieces.extend(local) or local)
+    cfg = train_config(eval_batch_size=4, max_length=64, packing=packed)
+    for budget in (None, 90):
+        budgeted = dataclasses.replace(cfg, eval_batch_tokens=budget)
+        batching = budgeted.inference_batching()
+        assert batching.packed == (packed and budget is not None)
+        sizes = [len(b) for b in batching.split(np.arange(len(ids)), np.sort([len(t) for t in ids])[::-1], 1)]
+        # A budget changes the forwards, some of which hold several examples that could get mixed up.
+        assert all(n == 4 for n in sizes[:-1]) == (budget is None) and max(sizes) > 1
+        for kind, want in (("features", want_features), ("predict", want_p)):
+            got = np.full_like(want, np.nan)
+            covered = np.zeros(len(ids), dtype=int)
+            for rank in range(world):
+                pieces.clear()
+                trained = TrainedModel(model, tokenizer, AsProcess(make_accelerator(), rank, world), budgeted)
+                if kind == "features":
+                    trained.features(texts)
+                else:
+                    trained.predict(table, "t")
+                ((idx, rows),) = pieces
+                got[idx], covered[idx] = rows, covered[idx] + 1
+            assert (covered == 1).all()
+            np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def recorded_shapes(monkeypatch) -> list[tuple]:
@@ -155,8 +227,9 @@ def test_a_run_with_packed_token_budget_micro_batches_resumes_to_the_uninterrupt
     assert resumed["resumed_from_step"] == 4 and resumed["history"] == whole["history"]
     want = params(whole_model)
     assert all(torch.equal(p, want[n]) for n, p in params(resumed_model).items())
-    # A retry after running out of memory (half the budget) and a switch of the speed options both resume.
-    for other in (cfg.for_attempt(2), dataclasses.replace(cfg, packing=False, micro_batch_tokens=None)):
+    # A retry after running out of memory (half the budget) and a switch of the speed options all resume.
+    switched = dataclasses.replace(cfg, packing=False, micro_batch_tokens=None)
+    for other in (cfg.for_attempt(2), switched, dataclasses.replace(cfg, eval_batch_tokens=40)):
         shutil.copytree(retry, tmp_path / "again", dirs_exist_ok=True)
         assert train_tiny(path, other, train, val, checkpoint_dir=tmp_path / "again")[1]["resumed_from_step"] == 4
 

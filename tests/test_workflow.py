@@ -18,6 +18,7 @@ from tiny_models import tiny_bert, tiny_decoder
 from tiny_workflow import ROOT, SNAKEMAKE, TEST_DIR, TINY_BERT, e2e_config, snakemake
 from w2s import layout
 from w2s.config import validate_config
+from w2s.engine.lower_states import LowerStates
 from w2s.labels.interventions import intervention_cells
 
 # The end-to-end run is shared with the other tests that read a finished run (tests/finished_run.py).
@@ -392,3 +393,30 @@ def test_end_to_end_decoder_cells(e2e_run):
             conflict["train_labels"]["conflict"]["task"] == "tweets" and conflict["train_labels"]["conflict"]["n"] == 16
         )
         assert conflict["n_train"] == 64 + 16
+
+
+@pytest.mark.e2e
+def test_end_to_end_frozen_lower_blocks(e2e_run):
+    """minilm_top trains its top 2 blocks on the states of its lower 4, which one job computed for every text
+    of the task; its ceiling and student read them."""
+    results = e2e_run / "results"
+    states_path = layout.lower_states_path("minilm_top").format(task="sms_spam")
+    lower = LowerStates.load(e2e_run / states_path)
+    texts = {
+        t
+        for seed in (0, 1)
+        for s in layout.SPLITS
+        for t in pd.read_parquet(results / "sms_spam" / f"seed{seed}" / "splits" / f"{s}.parquet")["text"]
+    }
+    assert lower.frozen_layers == 4 and set(lower.texts) == texts and len(lower.texts) == len(texts)
+    assert lower.states.shape == (1 + lower.offsets[-1], 384)
+    summary = pd.read_csv(results / "summary.csv").set_index(["intervention", "seed"])
+    assert summary.loc["xent_frozen", "strong"].eq("minilm_top").all()
+    for seed in (0, 1):
+        run = results / "sms_spam" / f"seed{seed}"
+        for job in ("ceiling/minilm_top", "student/tiny/minilm_top/xent_frozen"):
+            assert json.loads((run / job / "info.json").read_text())["lower_states"] == states_path
+        assert json.loads((run / "ceiling" / "minilm" / "info.json").read_text())["lower_states"] is None
+        assert not preds(run / "ceiling" / "minilm_top" / "test.parquet").equals(
+            preds(run / "ceiling" / "minilm" / "test.parquet")
+        )

@@ -50,6 +50,31 @@ def tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0,
     return directory
 
 
+def tiny_mpnet(directory: Path, hidden: int = 32, layers: int = 3, seed: int = 0) -> Path:
+    """A tiny random MPNet (relative position bias in every block, as all-mpnet-base-v2) with the tiny BERT
+    tokenizer, whose pad id it shares."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer(directory)
+    config = MPNetConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=258,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        architectures=["MPNetModel"],
+    )
+    MPNetModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def tiny_gpt2(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     import torch
 

@@ -140,12 +140,24 @@ def generative_model_dir(alias, wildcards):
     return layout.generative_outputs(alias)["model"].format(task=wildcards.task, seed=wildcards.seed)
 
 
+# Aliases whose lower blocks are frozen: their states are computed once per task (lower_states.smk).
+FROZEN_MODELS = sorted(alias for alias, entry in config["models"].items() if entry["frozen_layers"])
+
+
+def lower_states_file(alias, wildcards):
+    """The lower blocks' states that every job of `alias` on the task reads; None for a model without frozen_layers."""
+    if alias not in FROZEN_MODELS:
+        return None
+    return layout.lower_states_path(alias).format(task=wildcards.task)
+
+
 def model_inputs(alias, wildcards):
     """What a job that loads `alias` for its (task, seed) depends on: that seed's generatively finetuned
-    directory, or the pretrained weights' (see base_model_inputs)."""
+    directory, or the pretrained weights' (see base_model_inputs); and its lower blocks' states."""
     if alias in GENERATIVE_MODELS:
         return [generative_model_dir(alias, wildcards)]
-    return base_model_inputs(alias)
+    states = lower_states_file(alias, wildcards)
+    return base_model_inputs(alias) + ([states] if states else [])
 
 
 def model_path(alias, wildcards):
@@ -239,6 +251,7 @@ def training_params(alias_of, seed=lambda wildcards: int(wildcards.seed)):
         entry=lambda wildcards: model_entry(alias(wildcards)),
         train=config["train"],
         train_seed=seed,
+        lower_states=lambda wildcards: lower_states_file(alias(wildcards), wildcards),
     )
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from w2s.coercion import coerce
 from w2s.data.tasks import TASKS
-from w2s.labels.interventions import probe_problems, s2s_model_problems
+from w2s.labels.interventions import frozen_layers_problems, probe_problems, s2s_model_problems
 from w2s.labels.interventions import problems as intervention_problems
 from w2s.layout import SPLITS
 
@@ -199,4 +199,5 @@ def _cross_reference_problems(config: dict[str, Any]) -> list[str]:
     problems.extend(intervention_problems(config["interventions"], config["models"]))
     problems.extend(probe_problems(config["interventions"], splits))
     problems.extend(s2s_model_problems(config))
+    problems.extend(frozen_layers_problems(config))
     return problems

@@ -83,6 +83,12 @@ def activations_path(root: str = RESULTS) -> str:
     return f"{root}/{{task}}/activations/{{strong}}.safetensors"
 
 
+def lower_states_path(model: str = "{model}", root: str = RESULTS) -> str:
+    """The states after the frozen lower blocks of one model (w2s.engine.lower_states) for every text of a
+    task, all seeds and splits."""
+    return f"{root}/{{task}}/lower_states/{model}.pt"
+
+
 def generative_outputs(model: str = "{model}", root: str = RESULTS) -> dict[str, str]:
     """A model alias after generative finetuning on one task and seed's unlabelled texts: its `model`
     directory (weights, config, tokenizer) and its run record, `info`."""

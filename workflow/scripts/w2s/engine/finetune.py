@@ -24,6 +24,7 @@ from w2s.atomic import atomic_path
 from w2s.engine.batching import tokenize
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import Classifier, ModelSpec, load_classifier, load_tokenizer, software_versions
+from w2s.engine.packing import packed_features
 from w2s.engine.train import TrainConfig, infer_token_ids, make_accelerator, predict_proba, train_classifier
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         max_length=model_entry["max_length"],
         compile=model_entry["compile"],
         # An entry that no schema filled in may leave the options for speed out: they stay off.
-        **{k: model_entry[k] for k in ("micro_batch_tokens", "packing", "compile_buckets") if k in model_entry},
+        **{
+            k: model_entry[k]
+            for k in ("micro_batch_tokens", "eval_batch_tokens", "packing", "compile_buckets")
+            if k in model_entry
+        },
         warmup_frac=train_section["warmup_frac"],
         weight_decay=train_section["weight_decay"],
         evals_per_epoch=train_section["evals_per_epoch"],
@@ -66,6 +71,13 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         # Absent from a `train` section that no schema filled in: no tracker.
         trackers=tuple(train_section.get("trackers", ())),
     )
+
+
+def _features(module: Classifier, inputs: dict) -> torch.Tensor:
+    """The pooled features of a padded batch, or of each segment of a packed row."""
+    if "cu_seqlens" in inputs:
+        return packed_features(module.backbone, module.pooling, **inputs)
+    return module.features(**inputs)
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class TrainedModel:
             self.model,
             self.tokenizer,
             table["text"].tolist(),
-            self.cfg.eval_batch_size,
+            self.cfg.inference_batching(),
             self.cfg.max_length,
             self.accelerator,
             name,
@@ -95,10 +107,10 @@ class TrainedModel:
             self.model,
             ids,
             self.tokenizer.pad_token_id,
-            self.cfg.eval_batch_size,
+            self.cfg.inference_batching(),
             self.accelerator,
             "features",
-            lambda module, batch: module.features(**batch),
+            _features,
         )
 
     def save(self, save_dir: str | os.PathLike) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import platform
@@ -15,9 +16,10 @@ import torch
 import transformers
 from huggingface_hub import constants as hub_constants
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from w2s.engine.lower_states import LowerStates, StateTokenizer, top_blocks
 from w2s.engine.packing import packed_features
 
 DECODER_ARCH_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -34,9 +36,15 @@ class ModelSpec:
     max_length: int = 256
     gradient_checkpointing: bool = False
     lora: dict[str, Any] = field(default_factory=dict)
+    # The file of the lower blocks' states (w2s.engine.lower_states) that a model with frozen layers reads.
+    lower_states: str | None = None
 
     @classmethod
-    def from_config(cls, alias: str, entry: dict[str, Any], path: str | None = None) -> ModelSpec:
+    def from_config(
+        cls, alias: str, entry: dict[str, Any], path: str | None = None, lower_states: str | None = None
+    ) -> ModelSpec:
+        if entry.get("frozen_layers") and lower_states is None:
+            raise ValueError(f"models.{alias}.frozen_layers is set, but the job was given no lower states file")
         return cls(
             alias=alias,
             path=path or entry["path"],
@@ -45,6 +53,7 @@ class ModelSpec:
             max_length=entry.get("max_length", 256),
             gradient_checkpointing=entry.get("gradient_checkpointing", False),
             lora=dict(entry.get("lora") or {}),
+            lower_states=lower_states,
         )
 
 
@@ -173,26 +182,40 @@ def pretrained_kwargs(path: str) -> dict[str, str]:
     return {"gguf_file": name} if name else {}
 
 
-def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+@functools.cache
+def _lower_states(path: str) -> LowerStates:
+    # The tokenizer and the classifier of one job both read the file: once.
+    return LowerStates.load(path)
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase | StateTokenizer:
+    """The model's tokenizer; for a model with frozen lower blocks, one whose ids are rows of their states."""
     with hub_errors(spec):
         tokenizer = AutoTokenizer.from_pretrained(spec.path, **pretrained_kwargs(spec.path))
     if tokenizer.pad_token is None:
         # Decoders such as GPT-2 ship no pad token; any id works because pooling reads the attention mask.
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    return tokenizer
+    return tokenizer if spec.lower_states is None else StateTokenizer(_lower_states(spec.lower_states), tokenizer)
+
+
+def load_backbone(spec: ModelSpec, on_gpu: bool = False) -> nn.Module:
+    """The pretrained backbone, without the blocks whose states `spec.lower_states` holds."""
+    with hub_errors(spec):
+        dtype = _torch_dtype(spec, on_gpu)
+        backbone = AutoModel.from_pretrained(spec.path, dtype=dtype, **pretrained_kwargs(spec.path))
+    if spec.lower_states is not None:
+        backbone = top_blocks(backbone, _lower_states(spec.lower_states))
+    return backbone
 
 
 def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
-    source = pretrained_kwargs(spec.path)
-    with hub_errors(spec):
-        config = AutoConfig.from_pretrained(spec.path, **source)
-        backbone = AutoModel.from_pretrained(spec.path, dtype=_torch_dtype(spec, on_gpu), **source)
-    return build_classifier(backbone, config, spec)
+    return build_classifier(load_backbone(spec, on_gpu), spec)
 
 
-def build_classifier(backbone: nn.Module, config, spec: ModelSpec) -> Classifier:
+def build_classifier(backbone: nn.Module, spec: ModelSpec) -> Classifier:
     """The classifier on a loaded backbone, with the gradient checkpointing and adapters that `spec` asks for."""
+    config = backbone.config
     positions_from_mask = is_decoder(config) and takes_position_ids(backbone)
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()

@@ -6,7 +6,8 @@ An optimizer step always sees one effective batch of `batch_size` examples drawn
 stream, whatever the micro-batch size or the number of processes: these only decide how the batch is cut
 up (micro-batches in turn, each shared out across processes), so they change the result by float error only.
 So do the options for speed on GPUs (w2s.engine.batching.MicroBatching): micro-batches cut by a token
-budget, decoders' examples packed without padding, and compiled layers fed a bounded set of shapes.
+budget, decoders' examples packed without padding, and compiled layers fed a bounded set of shapes; and
+inference batches cut by a token budget (packed too, for a model that trains packed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from w2s.engine.batching import MicroBatching, collate, iterate, length_grouped_batches, sorted_batches, tokenize
+from w2s.engine.batching import MicroBatching, collate, length_grouped_batches, tokenize
 from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.engine.losses import Loss
 from w2s.engine.modeling import Classifier
@@ -46,7 +47,8 @@ class TrainConfig:
     """The workflow's defaults live in its config schema (see finetune.train_config_from), so settings have
     none here, except those that a caller may leave out: head_lr (None: the head takes lr), max_steps
     (None: `epochs` decides), trackers (none) and the options for speed, off (micro_batch_tokens None: cut by
-    micro_batch_size; packing False; compile_buckets matters under compile only, and is the schema's).
+    micro_batch_size; eval_batch_tokens None: cut by eval_batch_size; packing False; compile_buckets matters
+    under compile only, and is the schema's).
     Keyword-only, so that these can stay beside their kin."""
 
     lr: float
@@ -63,27 +65,32 @@ class TrainConfig:
     max_length: int
     compile: bool
     micro_batch_tokens: int | None = None
+    eval_batch_tokens: int | None = None
     packing: bool = False
     compile_buckets: int = 8
     trackers: tuple[str, ...] = ()  # experiment trackers that accelerate logs to (see make_accelerator)
 
     def for_attempt(self, attempt: int) -> TrainConfig:
         """The config for a job's `attempt` (1 = first try): each retry halves the micro-batch (its examples,
-        and its token budget if it has one) and the inference batch, as after a CUDA out-of-memory error. The
-        effective batch stays, so a retry trains the same model up to float error; the micro-batch stays a
-        divisor of it."""
+        and its token budget if it has one) and the inference batch (likewise), as after a CUDA out-of-memory
+        error. The effective batch stays, so a retry trains the same model up to float error; the micro-batch
+        stays a divisor of it."""
         if attempt < 1:
             raise ValueError(f"attempt counts from 1, got {attempt}")
         if attempt == 1:
             return self
         target = min(self.batch_size, max(1, self.micro_batch_size >> (attempt - 1)))
         micro = max(d for d in range(1, target + 1) if self.batch_size % d == 0)
-        tokens = None if self.micro_batch_tokens is None else max(1, self.micro_batch_tokens >> (attempt - 1))
+
+        def halved(budget: int | None) -> int | None:
+            return None if budget is None else max(1, budget >> (attempt - 1))
+
         return dataclasses.replace(
             self,
             micro_batch_size=micro,
-            micro_batch_tokens=tokens,
+            micro_batch_tokens=halved(self.micro_batch_tokens),
             eval_batch_size=max(1, self.eval_batch_size >> (attempt - 1)),
+            eval_batch_tokens=halved(self.eval_batch_tokens),
         )
 
     def micro_batching(self) -> MicroBatching:
@@ -94,6 +101,18 @@ class TrainConfig:
             tokens=self.micro_batch_tokens,
             packed=self.packing,
             buckets=self.compile_buckets if self.compile else None,
+        )
+
+    def inference_batching(self) -> MicroBatching:
+        """How inference (validation, predictions, features) cuts its length-sorted examples into forwards:
+        `eval_batch_size` examples each, or with `eval_batch_tokens` as many as fit that budget, packed in one
+        row for a model that trains packed. Never in compile buckets: inference runs uncompiled."""
+        return MicroBatching(
+            examples=self.eval_batch_size,
+            batch_size=self.eval_batch_size,
+            max_length=self.max_length,
+            tokens=self.eval_batch_tokens,
+            packed=self.packing and self.eval_batch_tokens is not None,
         )
 
 
@@ -150,12 +169,14 @@ def infer_token_ids(
     model: Classifier,
     ids: list[list[int]],
     pad_id: int,
-    batch_size: int,
+    batching: int | MicroBatching,
     accelerator: Accelerator,
     desc: str,
     output: Callable[[Classifier, dict], torch.Tensor],
 ) -> np.ndarray:
-    """`output(module, batch)` (one row per example) for every tokenized example, in input order.
+    """`output(module, inputs)` (one row per example, then any rows to drop) for every tokenized example, in
+    input order. The examples, longest first, go in forwards of `batching` (or that many examples each):
+    `inputs` is its layout of one forward's examples, padded or packed.
 
     Under several processes each computes its share and every process returns all rows, so that model
     selection and outputs agree across processes.
@@ -165,22 +186,20 @@ def infer_token_ids(
     module = accelerator.unwrap_model(model)
     module.eval()
     lengths = np.array([len(t) for t in ids], dtype=np.int64)
-    # Dealt out longest first, so that every process gets about the same number of tokens.
+    # Dealt out longest first, so that every process gets about the same number of tokens; each process cuts
+    # its own share (sorted, so each forward holds examples of similar length) into forwards.
     mine = np.argsort(-lengths, kind="stable")[accelerator.process_index :: accelerator.num_processes]
+    if isinstance(batching, int):
+        batching = MicroBatching(examples=batching, batch_size=batching, max_length=int(lengths.max(initial=1)))
     rows = None
-    batches = sorted_batches(lengths[mine], batch_size)
-    bar = tqdm(
-        iterate([ids[i] for i in mine], batches, pad_id),
-        total=len(batches),
-        desc=desc,
-        leave=False,
-        disable=not accelerator.is_main_process,
-    )
+    batches = batching.split(np.arange(len(mine)), lengths[mine], 1) if len(mine) else []
+    bar = tqdm(batches, desc=desc, leave=False, disable=not accelerator.is_main_process)
     with _uncompiled():
-        for pos, batch in bar:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        for pos in bar:
+            inputs = batching.layout([ids[mine[i]] for i in pos], pad_id, 1)
+            inputs = {k: _to_device(v, accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
             with accelerator.autocast():
-                values = output(module, batch).float().cpu().numpy()
+                values = output(module, inputs)[: len(pos)].float().cpu().numpy()
             if rows is None:
                 rows = np.empty((len(mine), *values.shape[1:]), dtype=values.dtype)
             rows[pos] = values
@@ -200,30 +219,35 @@ def _p_class1(module: Classifier, batch: dict) -> torch.Tensor:
 
 
 def predict_token_ids(
-    model: Classifier, ids: list[list[int]], pad_id: int, batch_size: int, accelerator: Accelerator, desc: str
+    model: Classifier,
+    ids: list[list[int]],
+    pad_id: int,
+    batching: int | MicroBatching,
+    accelerator: Accelerator,
+    desc: str,
 ) -> np.ndarray:
     """p(class 1) for every tokenized example, in input order (float64)."""
-    return infer_token_ids(model, ids, pad_id, batch_size, accelerator, desc, _p_class1).astype(np.float64)
+    return infer_token_ids(model, ids, pad_id, batching, accelerator, desc, _p_class1).astype(np.float64)
 
 
 def predict_proba(
     model: Classifier,
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
-    batch_size: int,
+    batching: int | MicroBatching,
     max_length: int,
     accelerator: Accelerator,
     desc: str = "predict",
 ) -> np.ndarray:
-    """p(class 1) for every text, in input order."""
+    """p(class 1) for every text, in input order; `batching` as infer_token_ids takes it."""
     ids = tokenize(tokenizer, texts, max_length)
-    return predict_token_ids(model, ids, tokenizer.pad_token_id, batch_size, accelerator, desc)
+    return predict_token_ids(model, ids, tokenizer.pad_token_id, batching, accelerator, desc)
 
 
 def _evaluate(
     model, val_ids: list[list[int]], target: np.ndarray, pad_id: int, cfg: TrainConfig, accelerator
 ) -> dict[str, float]:
-    p = predict_token_ids(model, val_ids, pad_id, cfg.eval_batch_size, accelerator, "val")
+    p = predict_token_ids(model, val_ids, pad_id, cfg.inference_batching(), accelerator, "val")
     loss = soft_cross_entropy(target, p)
     acc = float(((p > 0.5) == (target > 0.5)).mean())
     return {"val_loss": loss, "val_acc": acc}
@@ -341,6 +365,7 @@ def _run_id(
             "micro_batch_size",
             "micro_batch_tokens",
             "eval_batch_size",
+            "eval_batch_tokens",
             "compile",
             "compile_buckets",
             "packing",

@@ -18,6 +18,7 @@ class TrainingJob:
     seed: int
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> path; `info` is always one
     attempt: int = 1  # Snakemake's attempt: a retry trains with smaller micro-batches
+    lower_states: str | None = None  # the states file a model with frozen_layers reads (w2s.engine.lower_states)
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -51,6 +51,7 @@ def training_job(snakemake: Any) -> TrainingJob:
         seed=params.train_seed,
         outputs=dict(snakemake.output.items()),
         attempt=snakemake.resources.attempt,
+        lower_states=params.lower_states,
     )
 
 

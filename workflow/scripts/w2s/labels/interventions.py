@@ -320,3 +320,40 @@ def conflict_problems(config: dict[str, Any], registry: Mapping[str, Any]) -> li
                 "splits.strong_train, or set size to null (all of them)"
             )
     return out
+
+
+# Cells whose models read texts that no split holds (prompts, debate transcripts, conflict rows) or that run
+# them as language models: a model with frozen lower blocks has states for the task's split texts only.
+FROZEN_LAYERS_REFUSED = ("prompt", "debate", "fusion")
+
+
+def frozen_layers_problems(config: dict[str, Any]) -> list[str]:
+    """Model entries with `frozen_layers` where they cannot run: beside a generative finetune (it changes the
+    lower blocks), LoRA or packing (not built for it), or in a cell of FROZEN_LAYERS_REFUSED or with a conflict."""
+    frozen = {alias for alias, entry in config["models"].items() if entry.get("frozen_layers")}
+    out = []
+    for alias in sorted(frozen):
+        entry = config["models"][alias]
+        clashes = {
+            "generative": "generative" in entry,
+            "lora": (entry.get("lora") or {}).get("enabled"),
+            "packing": entry.get("packing"),
+        }
+        for key in (k for k, clash in clashes.items() if clash):
+            out.append(f"config key 'models.{alias}.frozen_layers': cannot be combined with {key}; remove one of them")
+    for name, entry in config["interventions"].items():
+        kind = kind_of(entry)
+        models = cell_models(entry, config)
+        used = sorted(frozen & {*models["weak_models"], *models["strong_models"]})
+        if kind in FROZEN_LAYERS_REFUSED and used:
+            out.append(
+                f"config key 'interventions.{name}': a {kind} cell runs {used}, which have frozen_layers; give the "
+                "entry its own weak_models / strong_models without frozen_layers"
+            )
+        strong = sorted(frozen & set(models["strong_models"]))
+        if "conflict" in entry and strong:
+            out.append(
+                f"config key 'interventions.{name}.conflict': the conflict task's texts have no lower states of "
+                f"{strong}, which have frozen_layers; give the entry strong_models without frozen_layers"
+            )
+    return out

@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from w2s.atomic import write_json, write_parquet
 from w2s.data.activations import save_activations
 from w2s.engine.activations import extract_activations
 from w2s.engine.checkpoint import remove_checkpoints
 from w2s.engine.finetune import train_and_predict, train_config_from, train_model
-from w2s.engine.modeling import ModelSpec
+from w2s.engine.lower_states import compute_lower_states
+from w2s.engine.modeling import ModelSpec, load_backbone, load_tokenizer
 from w2s.engine.train import TrainConfig
 from w2s.execution.job import TrainingJob
 from w2s.execution.ranks import is_main_process
@@ -34,7 +36,7 @@ PathLike = str | Path
 def job_model(job: TrainingJob) -> tuple[ModelSpec, TrainConfig]:
     """The model and its training config; a retried job (attempt > 1, e.g. after CUDA running out of memory)
     trains with smaller micro-batches and the same effective batch."""
-    spec = ModelSpec.from_config(job.alias, job.entry, job.model_path)
+    spec = ModelSpec.from_config(job.alias, job.entry, job.model_path, job.lower_states)
     return spec, train_config_from(job.entry, job.train_section).for_attempt(job.attempt)
 
 
@@ -70,7 +72,7 @@ def _train_and_publish(
         save_dir=job.save_dir,
         checkpoint_dir=job.checkpoint_dir,
     )
-    publish(preds, {**record, **info}, job)
+    publish(preds, {**record, **info, "lower_states": job.lower_states}, job)
 
 
 def weak_stage(job: TrainingJob, split_paths: Mapping[str, PathLike]) -> None:
@@ -206,6 +208,7 @@ def finetune_probe_stage(
             "train_labels": provenance,
             **probe_info,
             **info,
+            "lower_states": job.lower_states,
         },
         job,
     )
@@ -224,3 +227,21 @@ def activations_stage(
     examples = pd.concat([pd.read_parquet(p)[["id", "text"]] for p in split_paths]).drop_duplicates("id")
     acts = extract_activations(model_path, examples["text"].tolist(), layers, pooling, max_length, batch_size)
     save_activations(acts, examples["id"].tolist(), out)
+
+
+def lower_states_stage(split_paths: list[PathLike], alias: str, entry: dict, model_path: str, out: PathLike) -> None:
+    """The states after the frozen lower blocks of model `alias` for every text of `split_paths`, once."""
+    texts = pd.concat([pd.read_parquet(p)["text"] for p in split_paths]).tolist()
+    spec = ModelSpec(alias=alias, path=model_path, max_length=entry["max_length"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lower = compute_lower_states(
+        load_backbone(spec),
+        load_tokenizer(spec),
+        texts,
+        entry["frozen_layers"],
+        entry["max_length"],
+        entry["eval_batch_size"],
+        device,
+        key=f"models.{alias}.frozen_layers",
+    )
+    lower.save(out)
