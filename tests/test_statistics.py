@@ -237,3 +237,24 @@ def test_imitation_rates_pool_counts_over_seeds_and_leave_empty_regions_empty():
     assert row[empty].isna().all()
     for rate in ("agreement", "deception_score", "student_acc_weak_wrong_ceiling_right"):
         assert row[f"{rate}_lo"] <= row[rate] <= row[f"{rate}_hi"] and row[f"{rate}_lo"] < row[f"{rate}_hi"]
+
+
+def test_paired_gaps_separate_models_whose_own_intervals_overlap():
+    """Seeds shift all three models alike: each model's interval spans the seeds, while the paired difference
+    of student and weak model on the same draws stays narrow and above zero."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for seed in range(3):
+        shift = 1.2 * (seed - 1)  # a seed-wide shift of every model's logits
+        row = _seed_row(rng, seed, n=400, noise=(1.0, 0.4, 0.8))
+        # The student adds an independent noisy correction toward the label on top of the weak model's view.
+        sign = 2 * row["labels"] - 1
+        logit_weak = np.log(row["p_weak"] / (1 - row["p_weak"])) + shift
+        logit_student = logit_weak + 0.8 * sign + 0.3 * rng.standard_normal(len(sign))
+        row["p_weak"], row["p_student"] = 1 / (1 + np.exp(-logit_weak)), 1 / (1 + np.exp(-logit_student))
+        rows.append(row)
+    row = aggregate(pd.DataFrame(rows), min_gap=MIN_GAP, n_boot=N_BOOT).iloc[0]
+    assert row["student_minus_weak_acc"] == pytest.approx(row["student_acc"] - row["weak_acc"])
+    assert row["ceiling_minus_student_acc"] == pytest.approx(row["ceiling_acc"] - row["student_acc"])
+    assert row["student_minus_weak_acc_lo"] > 0
+    assert row["student_minus_weak_acc_hi"] - row["student_minus_weak_acc_lo"] < row["weak_acc_hi"] - row["weak_acc_lo"]

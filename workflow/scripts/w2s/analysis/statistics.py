@@ -15,6 +15,9 @@ from w2s.scoring import accuracy, auroc
 KEYS = ["task", "weak", "strong", "intervention"]
 WHO = ("weak", "ceiling", "student")
 METRICS = {"acc": accuracy, "auroc": auroc}
+# Differences reported with paired intervals: the student's gain over its supervisor, and what is left to the
+# ceiling.
+GAPS = {"student_minus_weak": ("student", "weak"), "ceiling_minus_student": ("ceiling", "student")}
 
 
 def auroc_rows(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -82,6 +85,12 @@ def _aggregate_group(rows: pd.DataFrame, rng: np.random.Generator, n_boot: int, 
         for m in METRICS:
             out[f"{who}_{m}"] = means[(who, m)]
             out[f"{who}_{m}_lo"], out[f"{who}_{m}_hi"] = _interval(rep_means[(who, m)], level)
+    # Paired differences (the same seeds and test examples in every draw), which separate two models where
+    # their own intervals, each wide with the spread between seeds, may overlap.
+    for m in METRICS:
+        for name, (hi, lo) in GAPS.items():
+            out[f"{name}_{m}"] = means[(hi, m)] - means[(lo, m)]
+            out[f"{name}_{m}_lo"], out[f"{name}_{m}_hi"] = _interval(rep_means[(hi, m)] - rep_means[(lo, m)], level)
     for m in METRICS:
         # PGR of the means, not the mean of per-seed PGRs: a seed with a tiny gap would otherwise dominate.
         out[f"pgr_{m}"], reason = gated_pgr(*(means[(who, m)] for who in ("student", "weak", "ceiling")), min_gap)
