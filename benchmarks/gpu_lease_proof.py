@@ -1,4 +1,4 @@
-"""Check from a run's logs that no two jobs held the same physical GPU at the same time.
+"""Check from a run's logs that no two jobs held the same physical GPU (slot) at the same time.
 
     python benchmarks/gpu_lease_proof.py logs/ [--gpu-samples samples.csv] [--out report.md]
 
@@ -6,8 +6,10 @@ Reads the lease records that `w2s.execution.gpu_lease` writes into every GPU job
 for `lease_gpus` blocks, a release line), takes each lease's interval [acquired, released], and reports:
 per job the rule and wildcards (from the log's path, logs/<rule>/<wildcards>.log), the devices and their
 physical UUIDs, start and end; the most jobs and GPUs held at once; and every pair of jobs whose intervals
-overlap while sharing a UUID. Exits 1 if there is such a pair (or, with --gpu-samples, a process on a GPU
-it held no lease on at that time), 2 if the logs hold no lease at all (an empty proof proves nothing).
+overlap while sharing a UUID and a slot on it (with `jobs_per_gpu: k`, up to k jobs share a GPU, each in
+its own slot; a record without slots held slot 0, the only one). Exits 1 if there is such a pair (or, with
+--gpu-samples, a process on a GPU it held no lease on at that time), 2 if the logs hold no lease at all (an
+empty proof proves nothing).
 
 A lease without a release record (the command-line wrapper, which execs its command, or a job that was
 killed) is taken to end when its log was last written; the table marks those ends.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,11 +51,18 @@ class Lease:
     start: datetime
     end: datetime
     end_from_log_mtime: bool
+    slots: tuple[int, ...] = ()
 
     @property
     def gpus(self) -> frozenset[str]:
         """Physical identities: the UUID, or host and device id where nvidia-smi gave none."""
         return frozenset(u or f"{self.host}:{d}" for d, u in zip(self.devices, self.uuids))
+
+    @property
+    def gpu_slots(self) -> frozenset[tuple[str, int]]:
+        """(physical GPU, slot) of every device held: what no two overlapping leases may share."""
+        slots = self.slots or (0,) * len(self.devices)
+        return frozenset((u or f"{self.host}:{d}", s) for d, u, s in zip(self.devices, self.uuids, slots))
 
 
 def _rule_and_wildcards(log: Path, logs_dir: Path) -> tuple[str, str]:
@@ -88,6 +98,7 @@ def leases_in_log(log: Path, logs_dir: Path) -> list[Lease]:
                 start=record["time"],
                 end=end["time"] if end else max(mtime, record["time"]),
                 end_from_log_mtime=end is None,
+                slots=tuple(record.get("slots", ())),
             )
         )
     return leases
@@ -104,7 +115,7 @@ def overlaps(a: Lease, b: Lease) -> bool:
 
 
 def conflicts(leases: list[Lease]) -> list[tuple[Lease, Lease, list[str]]]:
-    """Every pair of leases whose intervals overlap and that share a physical GPU."""
+    """Every pair of leases whose intervals overlap and that share a slot of a physical GPU."""
     ordered = sorted(leases, key=lambda lease: lease.start)
     found = []
     for i, a in enumerate(ordered):
@@ -112,7 +123,7 @@ def conflicts(leases: list[Lease]) -> list[tuple[Lease, Lease, list[str]]]:
             if b.start >= a.end:
                 # Sorted by start: no later lease can overlap a either.
                 break
-            shared = sorted(a.gpus & b.gpus)
+            shared = sorted({gpu for gpu, _ in a.gpu_slots & b.gpu_slots})
             if shared:
                 found.append((a, b, shared))
     return found
@@ -126,16 +137,19 @@ class Peak:
 
 
 def peak_concurrency(leases: list[Lease]) -> tuple[Peak, Peak]:
-    """The most leases held at once, and the most GPUs held at once (each with when it was first reached)."""
-    events = [(lease.start, 1, len(lease.gpus)) for lease in leases]
-    events += [(lease.end, -1, -len(lease.gpus)) for lease in leases]
+    """The most leases held at once, and the most GPUs held at once (each with when it was first reached).
+
+    A GPU shared by several jobs (jobs_per_gpu > 1) counts once."""
+    events = [(lease.start, 1, lease) for lease in leases] + [(lease.end, -1, lease) for lease in leases]
     # At equal times releases go first: a device handed over at one instant is not held twice.
     events.sort(key=lambda event: (event[0], event[1]))
-    jobs = gpus = 0
+    jobs = 0
+    holders: Counter[str] = Counter()
     most_jobs, most_gpus = Peak(0, 0, None), Peak(0, 0, None)
-    for time, job_delta, gpu_delta in events:
+    for time, job_delta, lease in events:
         jobs += job_delta
-        gpus += gpu_delta
+        holders.update({gpu: job_delta for gpu in lease.gpus})
+        gpus = sum(1 for count in holders.values() if count > 0)
         if jobs > most_jobs.jobs:
             most_jobs = Peak(jobs, gpus, time)
         if gpus > most_gpus.gpus:
@@ -260,12 +274,12 @@ def report(leases: list[Lease], logs_dir: Path, samples: list[GpuSample] | None 
     ]
     clashes = conflicts(leases)
     if clashes:
-        lines.append(f"- CONFLICTS: {len(clashes)} pair(s) of overlapping jobs shared a GPU:")
+        lines.append(f"- CONFLICTS: {len(clashes)} pair(s) of overlapping jobs shared a slot of a GPU:")
         lines += [
             f"  - {a.rule} {a.wildcards} and {b.rule} {b.wildcards}: {', '.join(shared)}" for a, b, shared in clashes
         ]
     else:
-        lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a physical GPU)")
+        lines.append("- conflicts: none (no two jobs with overlapping lease intervals shared a slot of a physical GPU)")
     if sampled:
         found = classify_samples(leases, samples)
         stray, lingering = found.unleased, found.lingering

@@ -167,7 +167,7 @@ def worker(args: argparse.Namespace) -> None:
         compile=False,
     )
     # A few steps on a throwaway model absorb one-off costs (CUDA context, NCCL setup, kernel selection).
-    warm = load_classifier(spec, on_gpu=on_gpu).to(accelerator.device)
+    warm = load_classifier(spec, device=accelerator.device).to(accelerator.device)
     train_classifier(
         warm,
         tokenizer,
@@ -186,7 +186,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.cuda.reset_accumulated_memory_stats()
     # Seeded as a job seeds before loading (w2s.engine.finetune), so that every run starts from the same LoRA adapters.
     transformers.set_seed(0)
-    model = load_classifier(spec, on_gpu=on_gpu).to(accelerator.device)
+    model = load_classifier(spec, device=accelerator.device).to(accelerator.device)
     params = {
         "total": sum(p.numel() for p in model.parameters()),
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = ModelSpec(args.arch, str(build_model(args.arch, Path(tmp))))
         accelerator = make_accelerator()
-        model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
+        model = load_classifier(spec, device=accelerator.device).to(accelerator.device)
         tokenizer = load_tokenizer(spec)
         params = sum(p.numel() for p in model.parameters())
         # A short warm-up run absorbs one-off costs (CUDA context, kernel selection, allocator growth).

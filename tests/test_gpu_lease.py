@@ -9,8 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +24,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for key in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID", "W2S_GPU_LOCK_DIR"):
+    for key in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "SLURM_JOB_ID", "W2S_GPU_LOCK_DIR", "W2S_JOBS_PER_GPU"):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -35,12 +37,12 @@ def fake_physical(monkeypatch, n):
     monkeypatch.setattr(gpu_lease, "physical_gpus", lambda: [(str(i), f"GPU-fake-{i}") for i in range(n)])
 
 
-def spawn_holder(locks, visible, n, extra_env=None):
+def spawn_holder(locks, visible, n, extra_env=None, jobs_per_gpu=1):
     """A child process that leases n GPUs, prints them, and holds them until its stdin closes."""
     code = textwrap.dedent(f"""
         import os, sys
         from w2s.execution.gpu_lease import lease_gpus
-        with lease_gpus({n}, lock_dir={str(locks)!r}, timeout_s=20, poll_s=0.02) as ids:
+        with lease_gpus({n}, jobs_per_gpu={jobs_per_gpu}, lock_dir={str(locks)!r}, timeout_s=20, poll_s=0.02) as ids:
             print(",".join(ids), os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
             sys.stdin.read()
     """)
@@ -288,6 +290,120 @@ def test_cli_command_itself_holds_the_lease(locks):
     assert "leased GPU(s) 5" in out.stderr
 
 
+# --- several jobs per GPU (jobs_per_gpu > 1) ---------------------------------------------------------------
+
+
+def is_locked(path):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def assert_no_lease(n, locks, jobs_per_gpu):
+    with pytest.raises(TimeoutError):
+        with lease_gpus(n, jobs_per_gpu=jobs_per_gpu, lock_dir=locks, timeout_s=0.2, poll_s=0.05):
+            pass
+
+
+def test_two_slots_let_two_jobs_share_a_device_and_a_third_waits(monkeypatch, locks):
+    a, b = spawn_holder(locks, "0", 1, jobs_per_gpu=2), spawn_holder(locks, "0", 1, jobs_per_gpu=2)
+    try:
+        assert read_lease(a) == read_lease(b) == ["0"]
+        assert is_locked(locks / "0.lock") and is_locked(locks / "0.slot1.lock")
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        assert_no_lease(1, locks, jobs_per_gpu=2)
+        assert finish(a) == 0
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        with lease_gpus(1, jobs_per_gpu=2, lock_dir=locks, timeout_s=5, poll_s=0.05) as ids:
+            assert ids == ["0"]
+    finally:
+        release(b)
+
+
+def test_a_job_takes_the_least_busy_device_and_never_a_full_one(monkeypatch, locks):
+    holder = spawn_holder(locks, "0", 1, jobs_per_gpu=2)
+    try:
+        assert read_lease(holder) == ["0"]
+        with ExitStack() as stack:
+            leased = []
+            # Device 0 has a free slot and comes first, but device 1 holds fewer jobs; then they are even and
+            # the visible order decides; then device 0 is full and the job goes to device 1 whatever the order.
+            for _ in range(3):
+                monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+                leased.append(stack.enter_context(lease_gpus(1, jobs_per_gpu=2, lock_dir=locks, timeout_s=5)))
+            assert leased == [["1"], ["0"], ["1"]]
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+            assert_no_lease(1, locks, jobs_per_gpu=2)
+    finally:
+        release(holder)
+
+
+def test_a_sigkilled_holder_frees_its_slot(monkeypatch, locks):
+    a, b = spawn_holder(locks, "0", 1, jobs_per_gpu=2), spawn_holder(locks, "0", 1, jobs_per_gpu=2)
+    try:
+        assert read_lease(a) == read_lease(b) == ["0"]
+        os.kill(a.pid, signal.SIGKILL)
+        assert finish(a) == -signal.SIGKILL
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+        with lease_gpus(1, jobs_per_gpu=2, lock_dir=locks, timeout_s=5, poll_s=0.05) as ids:
+            assert ids == ["0"]
+            # Only the killed job's slot came free: b still holds the other.
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+            assert_no_lease(1, locks, jobs_per_gpu=2)
+    finally:
+        release(b)
+
+
+def test_a_multi_gpu_job_takes_one_slot_on_each_of_distinct_devices(monkeypatch, locks, caplog):
+    caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
+    fake_physical(monkeypatch, 2)
+    with lease_gpus(2, jobs_per_gpu=2, lock_dir=locks) as first:
+        with lease_gpus(2, jobs_per_gpu=2, lock_dir=locks) as second:
+            assert sorted(first) == sorted(second) == ["0", "1"]
+            assert_no_lease(1, locks, jobs_per_gpu=2)
+    acquired = [record for _, record in lease_records(caplog) if record["event"] == "acquire"]
+    assert [(r["slots"], r["jobs_per_gpu"]) for r in acquired] == [([0, 0], 2), ([1, 1], 2)]
+
+
+def test_jobs_per_gpu_comes_from_the_environment(monkeypatch, locks):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with lease_gpus(1, lock_dir=locks):
+        assert_no_lease(1, locks, jobs_per_gpu=None)
+    monkeypatch.setenv("W2S_JOBS_PER_GPU", "2")
+    with lease_gpus(1, lock_dir=locks) as first, lease_gpus(1, lock_dir=locks) as second:
+        assert first == second == ["0"]
+    for bad in ("0", "two"):
+        monkeypatch.setenv("W2S_JOBS_PER_GPU", bad)
+        with pytest.raises(ValueError, match=rf"W2S_JOBS_PER_GPU='{bad}'.*config jobs_per_gpu"):
+            with lease_gpus(1, lock_dir=locks):
+                pass
+
+
+def test_start_rule_passes_the_configs_jobs_per_gpu_to_leases(monkeypatch, locks):
+    from w2s.execution.rules import start_rule
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    start_rule(SimpleNamespace(log=[], config={"jobs_per_gpu": 3}))
+    assert os.environ["W2S_JOBS_PER_GPU"] == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with lease_gpus(1, lock_dir=locks), lease_gpus(1, lock_dir=locks), lease_gpus(1, lock_dir=locks):
+        assert_no_lease(1, locks, jobs_per_gpu=None)
+
+
+def test_one_job_per_gpu_keeps_the_one_lock_file_per_device(monkeypatch, locks):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with lease_gpus(2, lock_dir=locks):
+        assert_no_lease(1, locks, jobs_per_gpu=1)
+    assert sorted(p.name for p in locks.iterdir()) == ["0.lock", "1.lock"]
+
+
 def lease_records(caplog):
     """(message, parsed record) of every lease record logged."""
     messages = [r.getMessage() for r in caplog.records]
@@ -308,6 +424,7 @@ def test_context_lease_logs_matching_acquire_and_release_records(monkeypatch, lo
         assert record["slurm_job_id"] is None
         assert record["devices"] == ["0", "1"]
         assert record["uuids"] == ["GPU-fake-0", "GPU-fake-1"]
+        assert record["slots"] == [0, 0] and record["jobs_per_gpu"] == 1
         assert record["time"].tzinfo is not None
     assert acquire["event"] == "acquire" and release["event"] == "release"
     assert acquire["lease"] == release["lease"]
@@ -430,7 +547,7 @@ proof = load_proof()
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def synthetic(name, start, end, uuids, host="node1"):
+def synthetic(name, start, end, uuids, host="node1", slots=()):
     return proof.Lease(
         rule="train",
         wildcards=name,
@@ -443,6 +560,7 @@ def synthetic(name, start, end, uuids, host="node1"):
         start=T0 + timedelta(seconds=start),
         end=T0 + timedelta(seconds=end),
         end_from_log_mtime=False,
+        slots=tuple(slots),
     )
 
 
@@ -473,6 +591,20 @@ def test_a_long_lease_is_checked_against_every_later_overlapping_one():
 def test_handover_at_the_same_instant_is_not_an_overlap():
     leases = [synthetic("a", 0, 5, ["GPU-1"]), synthetic("b", 5, 9, ["GPU-1"]), synthetic("c", 9.5, 11, ["GPU-1"])]
     assert conflict_names(leases) == []
+
+
+def test_overlapping_jobs_may_share_a_gpu_in_different_slots_only():
+    leases = [
+        synthetic("a", 0, 10, ["GPU-1"], slots=[0]),
+        synthetic("b", 1, 9, ["GPU-1", "GPU-2"], slots=[1, 0]),
+        synthetic("c", 2, 8, ["GPU-2"], slots=[1]),
+        # No slots recorded (before jobs_per_gpu): slot 0, so it clashes with a.
+        synthetic("d", 3, 4, ["GPU-1"]),
+    ]
+    assert conflict_names(leases) == [("a", "d", ("GPU-1",))]
+    most_jobs, most_gpus = proof.peak_concurrency(leases[:3])
+    # Three jobs at once on two GPUs: a shared GPU counts once.
+    assert (most_jobs.jobs, most_gpus.gpus) == (3, 2)
 
 
 def test_devices_without_uuid_are_told_apart_by_host():

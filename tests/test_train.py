@@ -220,3 +220,29 @@ def test_training_with_a_retry_micro_batch_gives_the_same_model(tmp_path):
         for a in (1, 3)
     ]
     assert np.allclose(runs[0], runs[1], atol=1e-5)
+
+
+def test_progress_bars_show_on_the_main_process_only():
+    from types import SimpleNamespace
+
+    from w2s.engine.train import progress
+
+    assert progress(SimpleNamespace(is_main_process=False), range(3)).disable
+
+
+@pytest.mark.parametrize("env, disabled", [(None, False), ("1", True)])
+def test_tqdm_disable_turns_the_main_process_bars_off(env, disabled):
+    """tqdm reads TQDM_DISABLE when it is imported, for the arguments a bar is not given."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | (
+        {} if env is None else {"TQDM_DISABLE": env}
+    )
+    code = (
+        "from types import SimpleNamespace; from w2s.engine.train import progress; "
+        "print(progress(SimpleNamespace(is_main_process=True), range(3)).disable)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(disabled)

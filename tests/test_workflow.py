@@ -91,6 +91,9 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     # Shared nodes run once per (task, model, seed), however many cells use them.
     assert counts["train_weak"] == runs and counts["train_ceiling"] == runs
     assert counts["activations"] == len(config["tasks"]) and counts["bootstrap_step"] == runs
+    # MPNet and the intermediate model train over their lower blocks' states, computed once per task.
+    frozen = [alias for alias, entry in config["models"].items() if entry.get("frozen_layers")]
+    assert sorted(frozen) == ["mpnet", "mpnet_l4"] and counts["lower_states"] == len(frozen) * len(config["tasks"])
     # Two more weak replicas for the 3-member ensemble; s2s relabels with the xent student and its first
     # iteration's, so exactly those two students also predict strong_train.
     assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs

@@ -155,8 +155,10 @@ def train_model(
     accelerator = make_accelerator(cfg.trackers, log_dir)
     if log_dir is not None:
         _start_trackers(accelerator, cfg, {"model": spec.alias, "seed": seed, "loss": loss}, log_dir)
+    loading = time.perf_counter()
     tokenizer = load_tokenizer(spec)
-    model = load_classifier(spec, on_gpu=accelerator.device.type == "cuda").to(accelerator.device)
+    model = load_classifier(spec, device=accelerator.device).to(accelerator.device)
+    load_seconds = time.perf_counter() - loading
     started = time.time()
     loss_fn = build_loss(loss, train_labels=train["soft_label"].to_numpy(), **(loss_params or {}))
     history = train_classifier(
@@ -184,6 +186,7 @@ def train_model(
         "n_val": 0 if val is None else len(val),
         "device": str(accelerator.device),
         "wall_seconds": time.time() - started,
+        "load_seconds": load_seconds,
         "versions": software_versions(),
         **history,
     }

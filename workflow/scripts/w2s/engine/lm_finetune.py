@@ -103,7 +103,9 @@ def accumulate_lm_gradients(model, rows: Sequence[Row], pad_id: int, micro_batch
     batch) into the parameters' .grad, micro-batch by micro-batch; return that mean."""
     device = next(model.parameters()).device
     targets = sum(sum(label != IGNORE for label in labels) for _, labels in rows)
-    total = 0.0
+    # Summed on the device and read once per effective batch: reading each micro-batch's loss would make the
+    # host wait for the device at every micro-batch.
+    total = torch.zeros((), device=device)
     for start in range(0, len(rows), micro_batch_size):
         micro = rows[start : start + micro_batch_size]
         batch = {k: v.to(device) for k, v in collate([ids for ids, _ in micro], pad_id).items()}
@@ -120,8 +122,8 @@ def accumulate_lm_gradients(model, rows: Sequence[Row], pad_id: int, micro_batch
         )
         loss = loss / targets
         loss.backward()
-        total += loss.item()
-    return total
+        total += loss.detach()
+    return float(total)
 
 
 def _optimizer(model, settings: LMTrainSettings, on_gpu: bool) -> torch.optim.Optimizer:

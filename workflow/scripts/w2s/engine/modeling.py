@@ -199,18 +199,21 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase | StateTokenizer:
     return tokenizer if spec.lower_states is None else StateTokenizer(_lower_states(spec.lower_states), tokenizer)
 
 
-def load_backbone(spec: ModelSpec, on_gpu: bool = False) -> nn.Module:
-    """The pretrained backbone, without the blocks whose states `spec.lower_states` holds."""
+def load_backbone(spec: ModelSpec, device: torch.device | None = None) -> nn.Module:
+    """The pretrained backbone, without the blocks whose states `spec.lower_states` holds; on a GPU `device`,
+    its weights go straight there in their dtype rather than through host memory."""
+    on_gpu = device is not None and device.type == "cuda"
+    placement = {"device_map": {"": device}} if on_gpu else {}
     with hub_errors(spec):
         dtype = _torch_dtype(spec, on_gpu)
-        backbone = AutoModel.from_pretrained(spec.path, dtype=dtype, **pretrained_kwargs(spec.path))
+        backbone = AutoModel.from_pretrained(spec.path, dtype=dtype, **placement, **pretrained_kwargs(spec.path))
     if spec.lower_states is not None:
         backbone = top_blocks(backbone, _lower_states(spec.lower_states))
     return backbone
 
 
-def load_classifier(spec: ModelSpec, on_gpu: bool = False) -> Classifier:
-    return build_classifier(load_backbone(spec, on_gpu), spec)
+def load_classifier(spec: ModelSpec, device: torch.device | None = None) -> Classifier:
+    return build_classifier(load_backbone(spec, device), spec)
 
 
 def build_classifier(backbone: nn.Module, spec: ModelSpec) -> Classifier:

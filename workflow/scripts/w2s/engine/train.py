@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
@@ -158,6 +159,18 @@ def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=on_gpu)
 
 
+def process_seconds() -> float:
+    """Seconds since this process started: a job's imports, model load and tokenization come before its first
+    training step, and the issue of job start-up is how long that takes."""
+    return time.time() - psutil.Process().create_time()
+
+
+def progress(accelerator: Accelerator, *args, **kwargs) -> tqdm:
+    """A progress bar on the main process only. `disable` is left unset there, so that TQDM_DISABLE=1 (which
+    tqdm reads for arguments that are not given) still turns it off, e.g. in CI logs."""
+    return tqdm(*args, **kwargs, **({} if accelerator.is_main_process else {"disable": True}))
+
+
 def _uncompiled():
     """Layers compiled for training (compile: true, which needs torch >= 2.6) run eagerly under this: inference
     batches come in shapes of their own, each of which would be compiled anew."""
@@ -193,7 +206,7 @@ def infer_token_ids(
         batching = MicroBatching(examples=batching, batch_size=batching, max_length=int(lengths.max(initial=1)))
     rows = None
     batches = batching.split(np.arange(len(mine)), lengths[mine], 1) if len(mine) else []
-    bar = tqdm(batches, desc=desc, leave=False, disable=not accelerator.is_main_process)
+    bar = progress(accelerator, batches, desc=desc, leave=False)
     with _uncompiled():
         for pos in bar:
             inputs = batching.layout([ids[mine[i]] for i in pos], pad_id, 1)
@@ -566,12 +579,14 @@ def train_classifier(
     torch.manual_seed(seed)
     on_gpu = accelerator.device.type == "cuda"
     pad_id = tokenizer.pad_token_id
+    tokenize_started = time.perf_counter()
     ids = tokenize(tokenizer, train["text"].tolist(), cfg.max_length)
     lengths = [len(t) for t in ids]
     labels = torch.tensor(train["soft_label"].to_numpy(dtype=np.float32))
     # Validation texts are tokenized once per job, not at every evaluation.
     val_ids = [] if val is None else tokenize(tokenizer, val["text"].tolist(), cfg.max_length)
     val_target = np.empty(0) if val is None else val["soft_label"].to_numpy(dtype=np.float64)
+    tokenize_seconds = time.perf_counter() - tokenize_started
 
     stream = BatchStream(lengths, cfg.batch_size, seed)
     steps_per_epoch = stream.steps_per_epoch()
@@ -607,7 +622,8 @@ def train_classifier(
         restore_process_state(resumed["processes"][accelerator.process_index], loss_fn, accelerator.device)
 
     run.started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=run.step, desc="train", leave=False, disable=not accelerator.is_main_process)
+    startup_seconds = process_seconds()
+    bar = progress(accelerator, total=total_steps, initial=run.step, desc="train", leave=False)
     model.train()
     pending: list[torch.Tensor] = []  # the losses of the steps not yet in run.curve
     while run.step < total_steps:
@@ -645,4 +661,6 @@ def train_classifier(
         "tokens_per_second": run.tokens / elapsed if elapsed > 0 else float("nan"),
         "resumed_from_step": 0 if resumed is None else resumed["step"],
         "num_processes": accelerator.num_processes,
+        "tokenize_seconds": tokenize_seconds,
+        "startup_seconds": startup_seconds,
     }

@@ -15,6 +15,12 @@ written after the locks are taken and the release record before they are dropped
 them lies inside the time the job held its devices exclusively. The command-line form execs its command,
 which then holds the lease until it exits; nothing is left to write a release line, so its acquisition
 record says `"ends": "process-exit"` and readers take the end of the job's log as the end.
+
+Jobs per GPU. By default a device is one slot: one job at a time. With k jobs per GPU (config key
+`jobs_per_gpu`, which `start_rule` passes on as $W2S_JOBS_PER_GPU; Snakemake then runs with
+`--resources gpu=N*k`), a device has k slot locks and a job leases one slot on each of its n devices, on
+the devices with the fewest held slots: small jobs share a GPU by memory, and one job's start-up (imports,
+model load, tokenization) overlaps another's kernels. Every job on a node must use the same k.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 RECORD_MARKER = "lease record "
+JOBS_PER_GPU_ENV = "W2S_JOBS_PER_GPU"
 
 
 def physical_gpus() -> list[tuple[str, str]]:
@@ -111,8 +118,24 @@ def resolve_lock_dir(lock_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def _lock_file(directory: Path, device: str) -> Path:
-    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", device) + ".lock")
+def jobs_per_gpu_from_env() -> int:
+    """The slots per device: $W2S_JOBS_PER_GPU, else 1."""
+    value = os.environ.get(JOBS_PER_GPU_ENV, "1")
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(
+            f"{JOBS_PER_GPU_ENV}={value!r}: give a whole number >= 1 of jobs per GPU (config jobs_per_gpu)"
+        )
+    return k
+
+
+def _lock_file(directory: Path, device: str, slot: int = 0) -> Path:
+    # Slot 0 keeps the one-job-per-GPU name, so that k = 1 uses exactly the files it always did.
+    suffix = ".lock" if slot == 0 else f".slot{slot}.lock"
+    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", device) + suffix)
 
 
 def _try_lock(path: Path) -> int | None:
@@ -138,21 +161,74 @@ def _holder(path: Path) -> str:
         return "unknown holder"
 
 
-def _acquire(n: int, candidates: list[str], directory: Path, timeout_s: float, poll_s: float) -> dict[str, int]:
+def _holders(directory: Path, device: str, slots: int) -> str:
+    return "; ".join(_holder(_lock_file(directory, device, slot)) for slot in range(slots))
+
+
+def _is_held(path: Path) -> bool:
+    """Whether another descriptor holds this lock; takes and drops it at once if not, writing nothing."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextmanager
+def _placement(directory: Path) -> Iterator[None]:
+    """One job at a time counts the devices' held slots and takes its own, so that two jobs starting
+    together see each other's choice, and no probe of a slot makes a third job think it held."""
+    fd = os.open(directory / "placement.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _least_busy_first(candidates: list[str], directory: Path, slots: int) -> list[str]:
+    held = {d: sum(_is_held(_lock_file(directory, d, slot)) for slot in range(slots)) for d in candidates}
+    # Stable: among equally busy devices the visible order decides, as with one slot.
+    return sorted(candidates, key=held.__getitem__)
+
+
+def _take(n: int, devices: list[str], directory: Path, slots: int) -> dict[str, tuple[int, int]]:
+    """A free slot on each of up to n devices, tried in order: device -> (slot, locked descriptor)."""
+    held: dict[str, tuple[int, int]] = {}
+    for device in devices:
+        for slot in range(slots):
+            fd = _try_lock(_lock_file(directory, device, slot))
+            if fd is not None:
+                held[device] = (slot, fd)
+                break
+        if len(held) == n:
+            break
+    return held
+
+
+def _try_acquire(n: int, candidates: list[str], directory: Path, slots: int) -> dict[str, tuple[int, int]]:
+    if slots == 1:
+        return _take(n, candidates, directory, 1)
+    with _placement(directory):
+        return _take(n, _least_busy_first(candidates, directory, slots), directory, slots)
+
+
+def _acquire(
+    n: int, candidates: list[str], directory: Path, slots: int, timeout_s: float, poll_s: float
+) -> dict[str, tuple[int, int]]:
     deadline = time.monotonic() + timeout_s
     waiting_logged = False
     while True:
-        held: dict[str, int] = {}
-        for device in candidates:
-            fd = _try_lock(_lock_file(directory, device))
-            if fd is not None:
-                held[device] = fd
-                if len(held) == n:
-                    return held
+        held = _try_acquire(n, candidates, directory, slots)
+        if len(held) == n:
+            return held
         # Holding a partial set while waiting could deadlock two jobs that each hold half of what both need.
-        for fd in held.values():
+        for _, fd in held.values():
             os.close(fd)
-        busy = {d: _holder(_lock_file(directory, d)) for d in candidates if d not in held}
+        busy = {d: _holders(directory, d, slots) for d in candidates if d not in held}
         if time.monotonic() >= deadline:
             raise TimeoutError(
                 f"could not lease {n} GPU(s) among {candidates} within {timeout_s:g} s; "
@@ -166,15 +242,19 @@ def _acquire(n: int, candidates: list[str], directory: Path, timeout_s: float, p
 
 def _lease_fds(
     n: int,
+    jobs_per_gpu: int | None,
     lock_dir: str | os.PathLike | None,
     timeout_s: float,
     poll_s: float,
     ends: str,
 ) -> tuple[dict[str, int], dict[str, Any]]:
-    """Lock n devices and point CUDA_VISIBLE_DEVICES at them.
+    """Lock a slot on each of n devices and point CUDA_VISIBLE_DEVICES at them.
 
     Returns device id -> locked descriptor, and the lease's identity for its release record.
     """
+    slots = 1 if jobs_per_gpu is None else jobs_per_gpu
+    if slots < 1:
+        raise ValueError(f"jobs_per_gpu must be >= 1, got {slots}")
     candidates, source = _candidates()
     if n > len(candidates):
         raise ValueError(
@@ -183,14 +263,15 @@ def _lease_fds(
         )
     directory = resolve_lock_dir(lock_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fds = _acquire(n, candidates, directory, timeout_s, poll_s)
+    held = _acquire(n, candidates, directory, slots, timeout_s, poll_s)
+    fds = {device: fd for device, (_, fd) in held.items()}
     try:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(fds)
         if source == "nvidia-smi":
             # The ids are nvidia-smi indices (PCI bus order); CUDA's default order may differ.
             os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         uuids = leased_gpu_uuids(fds)
-        identity = _lease_identity(list(fds), uuids)
+        identity = _lease_identity(list(fds), uuids, [slot for slot, _ in held.values()], slots)
         # Other tools grep rule logs for the "leased GPU(s)" prefix: keep it first.
         log.info(
             "leased GPU(s) %s (lock dir %s)%s; %s",
@@ -211,7 +292,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _lease_identity(devices: list[str], uuids: dict[str, str]) -> dict[str, Any]:
+def _lease_identity(devices: list[str], uuids: dict[str, str], slots: list[int], jobs_per_gpu: int) -> dict[str, Any]:
     return {
         # Pairs an acquisition with its release when one log holds several leases (reruns append).
         "lease": uuid.uuid4().hex,
@@ -220,6 +301,10 @@ def _lease_identity(devices: list[str], uuids: dict[str, str]) -> dict[str, Any]
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "devices": devices,
         "uuids": [uuids.get(d) for d in devices],
+        # Which of its device's jobs_per_gpu slots the lease holds on each device: leases that overlap in
+        # time may share a device, never a slot.
+        "slots": slots,
+        "jobs_per_gpu": jobs_per_gpu,
     }
 
 
@@ -268,11 +353,14 @@ def leased_gpu_uuids(ids: Iterable[str]) -> dict[str, str]:
 def lease_gpus(
     n: int,
     *,
+    jobs_per_gpu: int | None = None,
     lock_dir: str | os.PathLike | None = None,
     timeout_s: float = 3600.0,
     poll_s: float = 2.0,
 ) -> Iterator[list[str]]:
-    """Hold n GPUs exclusively among this user's jobs on this node; yield their ids.
+    """Hold n GPUs among this user's jobs on this node; yield their ids.
+
+    Each device is shared by at most `jobs_per_gpu` jobs (None: $W2S_JOBS_PER_GPU, else 1, exclusive).
 
     Sets CUDA_VISIBLE_DEVICES to the leased ids (and to "" for n == 0, so a CPU job never touches a GPU);
     both it and CUDA_DEVICE_ORDER are restored on exit. Enter it before anything initialises CUDA. To hold
@@ -289,7 +377,7 @@ def lease_gpus(
         if n == 0:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         else:
-            fds, identity = _lease_fds(n, lock_dir, timeout_s, poll_s, ends="context-exit")
+            fds, identity = _lease_fds(n, jobs_per_gpu, lock_dir, timeout_s, poll_s, ends="context-exit")
         yield list(fds)
         outcome = "ok"
     finally:
@@ -333,10 +421,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run a command holding n GPUs, for shell rules: `python -m w2s.execution.gpu_lease N -- CMD ARGS...`."""
     parser = argparse.ArgumentParser(
         prog="python -m w2s.execution.gpu_lease",
-        usage="%(prog)s [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
+        usage="%(prog)s [--jobs-per-gpu K] [--lock-dir DIR] [--timeout-s S] N -- CMD [ARGS...]",
         description=main.__doc__,
     )
     parser.add_argument("n", type=int, help="number of GPUs to lease")
+    parser.add_argument(
+        "--jobs-per-gpu", type=int, default=None, help="slots per device (default: $W2S_JOBS_PER_GPU or 1)"
+    )
     parser.add_argument("--lock-dir", default=None)
     parser.add_argument("--timeout-s", type=float, default=3600.0)
     argv = sys.argv[1:] if argv is None else argv
@@ -353,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         # exec keeps inheritable descriptors and their flocks, so the command itself holds the lease and
         # frees it when it dies; there is no wrapper process left whose death could free it too early.
-        fds, _ = _lease_fds(args.n, args.lock_dir, args.timeout_s, poll_s=2.0, ends="process-exit")
+        fds, _ = _lease_fds(args.n, args.jobs_per_gpu, args.lock_dir, args.timeout_s, poll_s=2.0, ends="process-exit")
         for fd in fds.values():
             os.set_inheritable(fd, True)
     os.execvp(command[0], command)

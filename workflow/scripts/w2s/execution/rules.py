@@ -12,13 +12,14 @@ import os
 import sys
 from typing import Any
 
-from w2s.execution.gpu_lease import lease_gpus
+from w2s.execution.gpu_lease import JOBS_PER_GPU_ENV, lease_gpus
 from w2s.execution.job import TrainingJob
 from w2s.execution.launch import Stage, launch
 
 
 def start_rule(snakemake: Any) -> None:
-    """Send logging and stderr to the rule's log file; forbid hub downloads when the config says so."""
+    """Send logging and stderr to the rule's log file; forbid hub downloads when the config says so; pass the
+    config's `jobs_per_gpu` on to this job's GPU leases."""
     if snakemake.log:
         sys.stderr = open(snakemake.log[0], "a", buffering=1)
     logging.basicConfig(
@@ -30,6 +31,8 @@ def start_rule(snakemake: Any) -> None:
     if snakemake.config.get("hub_offline"):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
+    # Through the environment, so that every lease in the job sees it, `lease_gpus` called directly too.
+    os.environ[JOBS_PER_GPU_ENV] = str(snakemake.config.get("jobs_per_gpu", 1))
 
 
 def pin_torch_threads(threads: int) -> None:
