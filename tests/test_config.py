@@ -25,8 +25,8 @@ def test_defaults_are_filled_in():
     del cfg["train"]
     validate_config(cfg)
     assert cfg["train"]["warmup_frac"] == 0.1
-    assert cfg["models"]["minilm"]["pooling"] == "auto"
-    assert cfg["models"]["minilm"]["lora"]["enabled"] is False
+    assert cfg["models"]["minilm_l2"]["pooling"] == "auto"
+    assert cfg["models"]["minilm_l2"]["lora"]["enabled"] is False
 
 
 def test_entries_read_the_same_whatever_their_key_order_or_explicit_defaults():
@@ -209,10 +209,12 @@ def test_a_local_directory_cannot_be_combined_with_an_offline_package(tmp_path):
 
 
 def test_probe_parameters_are_checked_against_the_points_the_probe_is_fit_on():
-    cfg = default_config()  # strong_train 128 + val 64 = 192 points
+    cfg = default_config()
+    cfg["splits"].update(strong_train=128, val=64)  # 192 points
     cfg["interventions"]["knn_filter"]["probe"]["k"] = 191
     validate_config(cfg)
     cfg = default_config()
+    cfg["splits"].update(strong_train=128, val=64)
     cfg["interventions"]["knn_filter"]["probe"]["k"] = 5000
     cfg["interventions"]["logreg_relabel"]["probe"]["n_folds"] = 193
     with pytest.raises(ConfigError) as info:

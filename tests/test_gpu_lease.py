@@ -18,6 +18,7 @@ import pytest
 
 from w2s.execution import gpu_lease
 from w2s.execution.gpu_lease import lease_gpus
+from w2s.execution.rules import start_rule
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
@@ -363,7 +364,7 @@ def test_a_multi_gpu_job_takes_one_slot_on_each_of_distinct_devices(monkeypatch,
     caplog.set_level(logging.INFO, logger="w2s.execution.gpu_lease")
     fake_physical(monkeypatch, 2)
     with lease_gpus(2, jobs_per_gpu=2, lock_dir=locks) as first:
-        with lease_gpus(2, jobs_per_gpu=2, lock_dir=locks) as second:
+        with lease_gpus(2, jobs_per_gpu=2, lock_dir=locks, timeout_s=5, poll_s=0.05) as second:
             assert sorted(first) == sorted(second) == ["0", "1"]
             assert_no_lease(1, locks, jobs_per_gpu=2)
     acquired = [record for _, record in lease_records(caplog) if record["event"] == "acquire"]
@@ -375,7 +376,7 @@ def test_jobs_per_gpu_comes_from_the_environment(monkeypatch, locks):
     with lease_gpus(1, lock_dir=locks):
         assert_no_lease(1, locks, jobs_per_gpu=None)
     monkeypatch.setenv("W2S_JOBS_PER_GPU", "2")
-    with lease_gpus(1, lock_dir=locks) as first, lease_gpus(1, lock_dir=locks) as second:
+    with lease_gpus(1, lock_dir=locks) as first, lease_gpus(1, lock_dir=locks, timeout_s=5, poll_s=0.05) as second:
         assert first == second == ["0"]
     for bad in ("0", "two"):
         monkeypatch.setenv("W2S_JOBS_PER_GPU", bad)
@@ -385,15 +386,15 @@ def test_jobs_per_gpu_comes_from_the_environment(monkeypatch, locks):
 
 
 def test_start_rule_passes_the_configs_jobs_per_gpu_to_leases(monkeypatch, locks):
-    from w2s.execution.rules import start_rule
-
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
     start_rule(SimpleNamespace(log=[], config={"jobs_per_gpu": 3}))
     assert os.environ["W2S_JOBS_PER_GPU"] == "3"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with lease_gpus(1, lock_dir=locks), lease_gpus(1, lock_dir=locks), lease_gpus(1, lock_dir=locks):
+    with ExitStack() as stack:
+        for _ in range(3):
+            stack.enter_context(lease_gpus(1, lock_dir=locks, timeout_s=5, poll_s=0.05))
         assert_no_lease(1, locks, jobs_per_gpu=None)
 
 
@@ -523,6 +524,26 @@ def test_cli_records_the_exec_d_command_as_the_holder(locks):
     # exec keeps the pid: the recorded pid is the process that held the GPU until it exited.
     assert record["pid"] == int(out.stdout)
     assert record["devices"] == ["3"]
+
+
+def test_cli_shares_a_device_with_jobs_per_gpu(locks):
+    holder = spawn_holder(locks, "5", 1, jobs_per_gpu=2)
+    try:
+        assert read_lease(holder) == ["5"]
+        env = {**os.environ, "PYTHONPATH": str(SCRIPTS), "CUDA_VISIBLE_DEVICES": "5"}
+
+        def cli(*options):
+            command = [sys.executable, "-m", "w2s.execution.gpu_lease", *options, "--lock-dir", str(locks)]
+            command += ["--timeout-s", "0.5", "1", "--", sys.executable, "-c", "pass"]
+            return subprocess.run(command, env=env, capture_output=True, text=True)
+
+        shared = cli("--jobs-per-gpu", "2")
+        assert shared.returncode == 0, shared.stderr
+        (record,) = [r for r in map(gpu_lease.parse_record, shared.stderr.splitlines()) if r]
+        assert record["slots"] == [1] and record["jobs_per_gpu"] == 2
+        assert "could not lease 1 GPU(s)" in cli().stderr
+    finally:
+        release(holder)
 
 
 def test_parse_record_ignores_other_lines():

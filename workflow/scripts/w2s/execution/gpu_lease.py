@@ -252,7 +252,7 @@ def _lease_fds(
 
     Returns device id -> locked descriptor, and the lease's identity for its release record.
     """
-    slots = 1 if jobs_per_gpu is None else jobs_per_gpu
+    slots = jobs_per_gpu_from_env() if jobs_per_gpu is None else jobs_per_gpu
     if slots < 1:
         raise ValueError(f"jobs_per_gpu must be >= 1, got {slots}")
     candidates, source = _candidates()
