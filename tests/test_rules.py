@@ -29,6 +29,7 @@ def fake_snakemake(tmp_path, gpu=0, **params):
 def test_start_rule_sends_logs_to_the_rule_log_and_closes_the_hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("W2S_JOBS_PER_GPU", raising=False)  # start_rule sets it; restored after the test
     monkeypatch.setattr(sys, "stderr", sys.stderr)  # restored after the test
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
