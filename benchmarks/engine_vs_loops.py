@@ -51,7 +51,8 @@ import pandas as pd
 import peft
 import torch
 import transformers
-from transformers import AutoModel, BertTokenizerFast, GPT2Config, LlamaConfig, Qwen2Config
+from shapes import SHAPES, texts, word_tokenizer
+from transformers import AutoModel
 
 from w2s.atomic import write_text
 from w2s.engine.batching import collate, length_grouped_batches, tokenize
@@ -60,73 +61,16 @@ from w2s.engine.modeling import ModelSpec, build_classifier
 from w2s.engine.packing import enable_packing, pack
 from w2s.engine.train import TrainConfig, make_accelerator, predict_token_ids, train_classifier
 
-WORDS = [f"w{i}" for i in range(2000)]
 LORA = {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
-SHAPES = {
-    "gpt2-medium": (lambda v: GPT2Config(vocab_size=v, n_embd=1024, n_layer=24, n_head=16), False),
-    # Qwen2-0.5B's body: hidden 896, 24 layers, 14 query and 2 key-value heads, FFN 4864.
-    "qwen2-0.5b": (
-        lambda v: Qwen2Config(
-            vocab_size=v,
-            hidden_size=896,
-            intermediate_size=4864,
-            num_hidden_layers=24,
-            num_attention_heads=14,
-            num_key_value_heads=2,
-        ),
-        False,
-    ),
-    "llama-1b": (
-        lambda v: LlamaConfig(
-            vocab_size=v,
-            hidden_size=2048,
-            intermediate_size=8192,
-            num_hidden_layers=16,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-        ),
-        False,
-    ),
-    "llama-8b-lora": (
-        lambda v: LlamaConfig(
-            vocab_size=v,
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-        ),
-        True,
-    ),
-    "llama-tiny": (
-        lambda v: LlamaConfig(
-            vocab_size=v,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
-        False,
-    ),
-}
-
-
-def word_tokenizer(directory: Path) -> BertTokenizerFast:
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(str(vocab))
-
-
-def texts(n: int, rng: np.random.Generator) -> list[str]:
-    counts = np.clip(rng.lognormal(mean=5.0, sigma=0.7, size=n).astype(int), 4, 2000)
-    return [" ".join(rng.choice(WORDS, size=c)) for c in counts]
+# Shapes trained with LoRA on a bf16 base, by the shape whose body they have.
+LORA_SHAPES = {"llama-8b-lora": "llama-8b"}
+SHAPE_NAMES = sorted([*SHAPES, *LORA_SHAPES])
 
 
 def build(shape: str, vocab_size: int, device: torch.device, seed: int = 0):
     """A classifier on a random backbone of `shape`, as the engine loads one (bf16 base under LoRA)."""
-    make_config, lora = SHAPES[shape]
-    config = make_config(vocab_size)
+    lora = shape in LORA_SHAPES
+    config = SHAPES[LORA_SHAPES.get(shape, shape)](vocab_size)
     torch.manual_seed(seed)
     with torch.device(device):
         backbone = AutoModel.from_config(config, dtype=torch.bfloat16 if lora else torch.float32)
@@ -414,7 +358,7 @@ def free() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["llama-1b"])
+    parser.add_argument("--shapes", nargs="+", choices=SHAPE_NAMES, default=["llama-1b"])
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -538,7 +482,7 @@ def main() -> None:
             free()
             torch.cuda.reset_peak_memory_stats()
             model = build(shape, tokenizer.vocab_size, device)
-            forward_flops = flops_per_token(model) / 3 if not SHAPES[shape][1] else None
+            forward_flops = flops_per_token(model) / 3 if shape not in LORA_SHAPES else None
             cfg = TrainConfig(
                 lr=lr,
                 batch_size=batch_size,

@@ -47,7 +47,7 @@ def child(model_dir: str, n_texts: int, variant: str) -> None:
 
     imported = _age()
     sys.path.insert(0, str(Path(__file__).parent))
-    from engine_vs_loops import texts
+    from shapes import texts
 
     if variant == "host":
         finetune.load_classifier = lambda spec, device=None: load_classifier(spec)
@@ -84,18 +84,6 @@ def child(model_dir: str, n_texts: int, variant: str) -> None:
     )
 
 
-def save_model(shape: str, directory: Path) -> None:
-    import torch
-    from engine_vs_loops import SHAPES, word_tokenizer
-    from transformers import AutoModel
-
-    make_config, _ = SHAPES[shape]
-    tokenizer = word_tokenizer(directory)
-    torch.manual_seed(0)
-    AutoModel.from_config(make_config(tokenizer.vocab_size)).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-
-
 def measure(model_dir: Path, n_texts: int, variant: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(model_dir), "--texts", str(n_texts), "--variant", variant],
@@ -123,6 +111,8 @@ def main() -> None:
     rows = []
     for shape in args.shapes:
         with tempfile.TemporaryDirectory() as folder:
+            from shapes import save_model
+
             save_model(shape, Path(folder))
             measure(Path(folder), args.texts, "direct")  # warm-up: the page cache, compiled kernels' caches
             for variant in ("host", "direct"):

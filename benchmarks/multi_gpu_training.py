@@ -40,7 +40,7 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
-from train_throughput import ARCHS, WORDS, build_model, texts
+from shapes import SHAPES, WORDS, save_model, texts
 
 from w2s.atomic import write_json, write_text
 from w2s.engine.losses import build_loss
@@ -86,10 +86,10 @@ def prepare(directory: Path, arch: str, sizes: dict[str, int], lora: bool) -> No
         # made so; fully trained models keep the fp32 weights made on a CPU that the earlier runs used. Seeded:
         # unseeded, two invocations on a GPU built different weights.
         torch.manual_seed(0)
-        build_model(arch, directory / "model", dtype=torch.bfloat16, device="cuda")
+        save_model(arch, directory / "model", dtype=torch.bfloat16, device="cuda")
         torch.cuda.empty_cache()
     else:
-        build_model(arch, directory / "model")
+        save_model(arch, directory / "model")
     config_path = directory / "model" / "config.json"
     config = json.loads(config_path.read_text())
     config.update({k: 0.0 for k in DROPOUT_KEYS if k in config})
@@ -361,7 +361,7 @@ def orchestrate(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("role", nargs="?", choices=["orchestrate", "worker"], default="orchestrate")
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="gpt2-medium")
+    parser.add_argument("--arch", choices=sorted(SHAPES), default="gpt2-medium")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--gpus", type=int, default=2)
     parser.add_argument("--n-train", type=int, default=4096)

@@ -23,87 +23,17 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from transformers import (
-    BertConfig,
-    BertModel,
-    BertTokenizerFast,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from shapes import SHAPES, save_model, texts
 
 from w2s.atomic import write_text
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, load_classifier, load_tokenizer
 from w2s.engine.train import TrainConfig, make_accelerator, train_classifier
 
-ARCHS = {
-    "bert-base": lambda vocab: (BertModel, BertConfig(vocab_size=vocab, architectures=["BertModel"])),
-    "gpt2": lambda vocab: (GPT2LMHeadModel, GPT2Config(vocab_size=vocab)),
-    "gpt2-medium": lambda vocab: (GPT2LMHeadModel, GPT2Config(vocab_size=vocab, n_embd=1024, n_layer=24, n_head=16)),
-    "gpt2-large": lambda vocab: (GPT2LMHeadModel, GPT2Config(vocab_size=vocab, n_embd=1280, n_layer=36, n_head=20)),
-    # Llama-style decoders: the large ones have the bodies of Llama-3-8B (7.0B parameters here) and Llama-2-13B
-    # (12.7B), with this benchmark's small vocabulary in place of theirs.
-    "llama-tiny": lambda vocab: (
-        LlamaForCausalLM,
-        LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
-    ),
-    "llama-8b": lambda vocab: (
-        LlamaForCausalLM,
-        LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-        ),
-    ),
-    "llama-13b": lambda vocab: (
-        LlamaForCausalLM,
-        LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=5120,
-            intermediate_size=13824,
-            num_hidden_layers=40,
-            num_attention_heads=40,
-            num_key_value_heads=40,
-        ),
-    ),
-}
-WORDS = [f"w{i}" for i in range(2000)]
-
-
-def build_model(arch: str, directory: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Path:
-    """Random weights saved with a tokenizer. They are made on `device` in `dtype`: a multi-billion-parameter
-    model initialised in fp32 on a CPU would take minutes and four bytes a parameter of host memory."""
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(str(vocab))
-    cls, config = ARCHS[arch](tokenizer.vocab_size)
-    with torch.device(device):
-        model = cls._from_config(config, dtype=dtype)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def texts(n: int, rng: np.random.Generator) -> list[str]:
-    counts = np.clip(rng.lognormal(mean=5.0, sigma=0.7, size=n).astype(int), 4, 2000)
-    return [" ".join(rng.choice(WORDS, size=c)) for c in counts]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="gpt2-medium")
+    parser.add_argument("--arch", choices=sorted(SHAPES), default="gpt2-medium")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--micro-batch-size", type=int, default=32)
@@ -129,7 +59,7 @@ def main() -> None:
         compile=False,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        spec = ModelSpec(args.arch, str(build_model(args.arch, Path(tmp))))
+        spec = ModelSpec(args.arch, str(save_model(args.arch, Path(tmp))))
         accelerator = make_accelerator()
         model = load_classifier(spec, device=accelerator.device).to(accelerator.device)
         tokenizer = load_tokenizer(spec)
