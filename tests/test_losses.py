@@ -85,7 +85,8 @@ def test_logconf_without_warmup_is_at_full_weight_from_the_start():
 
 
 def test_logconf_matches_hand_computation():
-    # Training set: 1 of 4 weak labels below 1/2, so the lowest 1 of the batch's 4 predictions hardens to 0.
+    # Training set: weak labels of mean 0.65, so round(0.35 x 4) = 1, the lowest of the batch's 4 predictions,
+    # hardens to 0.
     loss_fn = build_loss("logconf", train_labels=np.array([0.2, 0.9, 0.8, 0.7]), alpha_max=0.5, warmup_frac=0.2)
     p1, weak = [0.1, 0.6, 0.75, 0.9], [0.2, 0.9, 0.8, 0.7]
     loss = loss_fn(logits_for(*p1), torch.tensor(weak), 0.1)
@@ -102,17 +103,26 @@ def test_logconf_at_alpha_zero_is_xent():
 
 
 def test_logconf_threshold_keeps_the_training_set_class_balance():
-    # 25% of training weak labels below 1/2; the batch's own labels (all 0.9) must not be what counts.
-    loss_fn = build_loss("logconf", train_labels=np.array([0.1, 0.6, 0.7, 0.8]), alpha_max=1.0, warmup_frac=0.0)
+    # Training weak labels of mean 0.75; the batch's own labels (all 0.9) must not be what counts.
+    loss_fn = build_loss("logconf", train_labels=np.array([0.5, 0.7, 0.9, 0.9]), alpha_max=1.0, warmup_frac=0.0)
     p1 = [0.3, 0.9, 0.05, 0.6, 0.8, 0.2, 0.7, 0.4]
     # Exactly the top 6 of 8 (0.3 and above) harden to 1, including predictions below 1/2.
     assert hardened_targets(loss_fn, p1, [0.9] * 8) == [1, 1, 0, 1, 1, 0, 1, 1]
 
 
+def test_logconf_class_balance_is_the_mean_of_the_soft_labels_not_the_share_above_one_half():
+    """As in Burns et al.: weak labels that lean to class 1 by a little (6 of 8 at 0.55, 2 at 0.15: mean 0.45)
+    harden round(0.55 x 8) = 4 predictions to 0; counting labels below 1/2 would harden only 2, and push the
+    student further toward the weak model's lean."""
+    loss_fn = build_loss("logconf", train_labels=np.array([0.55] * 6 + [0.15] * 2), alpha_max=1.0, warmup_frac=0.0)
+    p1 = [0.3, 0.9, 0.05, 0.6, 0.8, 0.2, 0.7, 0.4]
+    assert hardened_targets(loss_fn, p1, [0.9] * 8) == [0, 1, 0, 1, 1, 0, 1, 0]
+
+
 def test_logconf_takes_the_class_balance_from_the_batch_without_train_labels():
     loss_fn = build_loss("logconf", alpha_max=1.0, warmup_frac=0.0)
     p1 = [0.3, 0.9, 0.05, 0.6, 0.8, 0.2, 0.7, 0.4]
-    weak = [0.1, 0.6, 0.7, 0.8, 0.2, 0.9, 0.6, 0.7]  # 2 of 8 below 1/2
+    weak = [0.6, 0.6, 0.7, 0.8, 0.9, 0.9, 0.6, 0.9]  # mean 0.75: the lowest 2 of 8 harden to 0
     assert hardened_targets(loss_fn, p1, weak) == [1, 1, 0, 1, 1, 0, 1, 1]
 
 
@@ -161,8 +171,8 @@ def test_logconf_takes_the_class_balance_from_the_same_window_without_train_labe
     hardened_at(loss_fn, 1, [0.6, 0.7, 0.8, 0.9], [0.1] * 4)
     hardened_at(loss_fn, 2, [0.1, 0.2, 0.3, 0.4], [0.9] * 4)
     # A lone example's own label (0.1) would harden it to 0. In the window (step 2's last three and this one)
-    # 1 of 4 weak labels is below 1/2, so only the lowest of (0.2, 0.3, 0.4, 0.35) hardens to 0. Had step 1
-    # counted too, 5 of 9 labels would be below 1/2, and 0.35, fourth lowest of nine, would harden to 0.
+    # the weak labels' mean is 0.7, so round(0.3 x 4) = 1, only the lowest of (0.2, 0.3, 0.4, 0.35), hardens
+    # to 0. Had step 1 counted too, the mean would be 0.367 of nine, and 0.35, fourth lowest, would harden to 0.
     assert hardened_at(loss_fn, 3, [0.35], [0.1]) == [1]
 
 

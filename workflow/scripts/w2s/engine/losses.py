@@ -114,12 +114,14 @@ class LogConfidence:
 
     The target mixes the weak label with the student's own hardened prediction:
     (1 - α)·weak + α·hardened, α ramping linearly from 0 to `alpha_max` over the first `warmup_frac` of
-    training. Hardening keeps the weak labels' class balance: the fraction f0 of weak labels below 1/2
-    (over `train_labels` when given) is the fraction of the student's recent predictions that harden to 0:
-    the lowest round(f0·n) of the last n, i.e. a threshold at the f0-quantile of p1 (the paper's
-    (1 - f0)-quantile of p0). Counting rather than interpolating keeps that fraction exact; equal predictions
-    (a zero-initialised head predicts exactly 1/2 for every example) are ranked by arrival, so that they do
-    not all harden to one class.
+    training. Hardening keeps the weak labels' class balance as the paper measures it, by the mean of the
+    soft labels: f0 = 1 - mean(weak p1) (over `train_labels` when given; the paper, over the batch) is the
+    fraction of the student's recent predictions that harden to 0: the lowest round(f0·n) of the last n,
+    i.e. a threshold at the f0-quantile of p1 (the paper's (1 - f0)-quantile of p0). Counting rather than
+    interpolating keeps that fraction exact; equal predictions (a zero-initialised head predicts exactly 1/2
+    for every example) are ranked by arrival, so that they do not all harden to one class. Not the share of
+    weak labels below 1/2: a weak model whose labels lean to one class by a little (70% of them just above
+    1/2, mean 0.55) would have its students' hardened targets lean to that class by far more.
 
     The last n are one effective batch (_StepWindow): the micro-batch alone when it is the whole batch, as in
     the paper; with smaller micro-batches, the step's earlier micro-batches and the previous step's latest
@@ -151,7 +153,7 @@ class LogConfidence:
             # examples, which is meaningful even when a micro-batch holds one example.
             self.class0_frac, self._weak = None, _StepWindow()
         else:
-            self.class0_frac, self._weak = float((_as_labels(train_labels) < 0.5).float().mean()), None
+            self.class0_frac, self._weak = 1.0 - float(_as_labels(train_labels).mean()), None
 
     def alpha(self, progress: float) -> float:
         return ramp(progress, self.alpha_max, self.warmup_frac)
@@ -161,7 +163,7 @@ class LogConfidence:
         window = self._preds.push(p1, progress)
         class0_frac = self.class0_frac
         if class0_frac is None:
-            class0_frac = float((self._weak.push(labels, progress) < 0.5).float().mean())
+            class0_frac = 1.0 - float(self._weak.push(labels, progress).float().mean())
         order = torch.argsort(window, stable=True)
         rank = torch.empty_like(order)
         rank[order] = torch.arange(len(window), device=window.device)
