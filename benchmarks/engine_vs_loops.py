@@ -165,18 +165,26 @@ def run_engine(model, tokenizer, train: pd.DataFrame, cfg: TrainConfig, profile_
     return clock, (profiler, profiled_seconds) if profile_steps else None
 
 
-def inference_options(variant: str) -> dict:
-    """TrainConfig fields of an --inference entry ("defaults": none)."""
+def variant_options(variant: str, tokens_field: str, compiles: bool) -> dict:
+    """TrainConfig fields of a comma-separated variant: "tokens=N" sets `tokens_field`, "packing" packs,
+    "compile=K" (where `compiles`) compiles with K buckets, "defaults" sets nothing."""
     options = {}
     for item in variant.split(","):
         name, _, value = item.partition("=")
         if name == "tokens":
-            options["eval_batch_tokens"] = int(value)
+            options[tokens_field] = int(value)
         elif name == "packing":
             options["packing"] = True
+        elif name == "compile" and compiles:
+            options.update(compile=True, compile_buckets=int(value))
         elif name != "defaults":
-            raise ValueError(f"unknown inference option {item!r} in {variant!r}")
+            raise ValueError(f"unknown option {item!r} in {variant!r}")
     return options
+
+
+def inference_options(variant: str) -> dict:
+    """TrainConfig fields of an --inference entry ("defaults": none): tokens=N (eval_batch_tokens), packing."""
+    return variant_options(variant, "eval_batch_tokens", compiles=False)
 
 
 def inference_layout(cfg: TrainConfig, ids) -> tuple[int, float]:
@@ -336,19 +344,8 @@ def gpu_checks(tokenizer, device) -> list[str]:
 
 
 def engine_options(variant: str) -> dict:
-    """TrainConfig fields of a --variants entry ("defaults": none)."""
-    options = {"compile": False}
-    for item in variant.split(","):
-        name, _, value = item.partition("=")
-        if name == "tokens":
-            options["micro_batch_tokens"] = int(value)
-        elif name == "packing":
-            options["packing"] = True
-        elif name == "compile":
-            options.update(compile=True, compile_buckets=int(value))
-        elif name != "defaults":
-            raise ValueError(f"unknown engine option {item!r} in {variant!r}")
-    return options
+    """TrainConfig fields of a --variants entry ("defaults": none): tokens=N, packing, compile=K."""
+    return {"compile": False, **variant_options(variant, "micro_batch_tokens", compiles=True)}
 
 
 def free() -> None:

@@ -401,14 +401,14 @@ def test_end_to_end_decoder_cells(e2e_run):
 @pytest.mark.e2e
 def test_end_to_end_frozen_lower_blocks(e2e_run):
     """minilm_top trains its top 2 blocks on the states of its lower 4, which one job computed for every text
-    of the task; its ceiling and student read them."""
+    its jobs read (a strong model's: no weak_train); its ceiling and student read them."""
     results = e2e_run / "results"
     states_path = layout.lower_states_path("minilm_top").format(task="sms_spam")
     lower = LowerStates.load(e2e_run / states_path)
     texts = {
         t
         for seed in (0, 1)
-        for s in layout.SPLITS
+        for s in layout.STRONG_SPLITS
         for t in pd.read_parquet(results / "sms_spam" / f"seed{seed}" / "splits" / f"{s}.parquet")["text"]
     }
     assert lower.frozen_layers == 4 and set(lower.texts) == texts and len(lower.texts) == len(texts)

@@ -151,6 +151,12 @@ def lower_states_file(alias, wildcards):
     return layout.lower_states_path(alias).format(task=wildcards.task)
 
 
+def lower_states_splits(alias):
+    """The splits whose texts the jobs of `alias` read: a weak model trains on weak_train; strong, intermediate
+    and saliency-probe models read strong_train, val and test only."""
+    return SPLITS if alias in SWEEP_MODELS["weak_models"] else STRONG_SPLITS
+
+
 def model_inputs(alias, wildcards):
     """What a job that loads `alias` for its (task, seed) depends on: that seed's generatively finetuned
     directory, or the pretrained weights' (see base_model_inputs); and its lower blocks' states."""

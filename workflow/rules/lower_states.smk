@@ -1,11 +1,14 @@
 rule lower_states:
-    """The states after the frozen lower blocks of a model with frozen_layers, for every text of a task (all
-    seeds and splits): every job of that model on the task reads them instead of running those blocks."""
+    """The states after the frozen lower blocks of a model with frozen_layers, for every text of a task that
+    its jobs read (all seeds; weak_train only for a weak model): they read these instead of running those
+    blocks."""
     wildcard_constraints:
         model=_alternatives(FROZEN_MODELS),
     input:
         splits=lambda wildcards: [
-            split_path(split).format(task=wildcards.task, seed=seed) for seed in config["seeds"] for split in SPLITS
+            split_path(split).format(task=wildcards.task, seed=seed)
+            for seed in config["seeds"]
+            for split in lower_states_splits(wildcards.model)
         ],
         model=lambda wildcards: base_model_inputs(wildcards.model),
     output:

@@ -85,7 +85,7 @@ def activations_path(root: str = RESULTS) -> str:
 
 def lower_states_path(model: str = "{model}", root: str = RESULTS) -> str:
     """The states after the frozen lower blocks of one model (w2s.engine.lower_states) for every text of a
-    task, all seeds and splits."""
+    task that the model's jobs read, all seeds."""
     return f"{root}/{{task}}/lower_states/{model}.pt"
 
 

@@ -1,8 +1,8 @@
 """Frozen lower blocks, run once: a model entry with `frozen_layers: N` trains only the blocks above the N-th
 and the head, on the hidden states that the pretrained lower N blocks give each text.
 
-Those states depend on the text alone, so one job computes them for every text of a task (all seeds, all
-splits) and every job of the model reads them from its file instead of running the lower blocks again: a
+Those states depend on the text alone, so one job computes them for every text of a task that the model's
+jobs read (all seeds) and every job of the model reads them from its file instead of running the lower blocks again: a
 student of MPNet with 10 of its 12 blocks frozen costs a sixth of a full finetune per step, and its
 predictions a sixth of the inference. The model is the pretrained one with its lower blocks frozen in
 evaluation mode (no dropout in them), which is not full finetuning: config/README.md says so.
