@@ -43,6 +43,7 @@ from gpu_lease_proof import read_leases  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "gpu_busy_sweep.yaml"
 MODELS = ROOT / "resources" / "busy-sweep-models"
+LARGE_DATA = ROOT / "resources" / "busy-sweep-data"
 TIMING_KEYS = ("startup_seconds", "tokenize_seconds", "train_seconds")
 
 
@@ -79,7 +80,9 @@ def sample_gpus(samples: list[Sample], stop: threading.Event, period_s: float) -
         stop.wait(max(0.0, period_s - (time.time() - asked)))
 
 
-def snakemake_command(gpus: int, jobs_per_gpu: int, *targets: str, cores: str = "all") -> list[str]:
+def snakemake_command(
+    gpus: int, jobs_per_gpu: int, *targets: str, cores: str = "all", config: Path = CONFIG, warm_start: bool = True
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -91,18 +94,45 @@ def snakemake_command(gpus: int, jobs_per_gpu: int, *targets: str, cores: str = 
         "--resources",
         f"gpu={gpus * jobs_per_gpu}",
         "--configfile",
-        str(CONFIG.relative_to(ROOT)),
+        str(config.resolve().relative_to(ROOT)),
         "--config",
         f"jobs_per_gpu={jobs_per_gpu}",
+        f"warm_start={str(warm_start).lower()}",
     ]
 
 
-def prepare() -> None:
+def prepare(large: bool) -> None:
+    if large:
+        prepare_large()
+        return
     from tiny_models import tiny_bert
 
     tiny_bert(MODELS / "small", hidden=64)
     tiny_bert(MODELS / "mid", hidden=256, layers=4)
     subprocess.run(snakemake_command(0, 1, "resources/data/sms_spam.parquet"), cwd=ROOT, check=True)
+
+
+def prepare_large() -> None:
+    """The large sweep's models (random weights of real shapes, made on the GPU) and its texts: 6,000
+    review-like texts of benchmarks/shapes.py's words, labelled by whether a fixed half of the vocabulary
+    makes up most of the text, as a local copy of amazon_polarity."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from shapes import WORDS, save_model, texts
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    save_model("gpt2", MODELS / "gpt2", device=device)
+    save_model("llama-1b", MODELS / "llama-1b", device=device)
+    rng = np.random.default_rng(0)
+    positive = set(rng.choice(WORDS, size=len(WORDS) // 2, replace=False))
+    bodies = texts(6000, rng)
+    labels = [int(sum(w in positive for w in b.split()) * 2 > len(b.split())) for b in bodies]
+    frame = pd.DataFrame({"title": [f"review {i}" for i in range(len(bodies))], "content": bodies, "label": labels})
+    folder = LARGE_DATA / "amazon_polarity"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.iloc[:5000].to_parquet(folder / "train.parquet")
+    frame.iloc[5000:].to_parquet(folder / "test.parquet")
 
 
 def snakemake_job_times(log: str) -> dict[str, dict[str, float]]:
@@ -144,11 +174,20 @@ def run_snakemake(command: list[str], timeout_s: float) -> tuple[int | str, str]
         return "timeout", process.communicate()[0]
 
 
-def run(gpus: int, jobs_per_gpu: int, cores: str, out: Path, period_s: float, timeout_s: float) -> None:
+def run(
+    gpus: int,
+    jobs_per_gpu: int,
+    cores: str,
+    out: Path,
+    period_s: float,
+    timeout_s: float,
+    config: Path = CONFIG,
+    warm_start: bool = True,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("results", "logs"):
         shutil.rmtree(ROOT / folder, ignore_errors=True)
-    command = snakemake_command(gpus, jobs_per_gpu, cores=cores)
+    command = snakemake_command(gpus, jobs_per_gpu, cores=cores, config=config, warm_start=warm_start)
     samples: list[Sample] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_gpus, args=(samples, stop, period_s), daemon=True)
@@ -167,6 +206,7 @@ def run(gpus: int, jobs_per_gpu: int, cores: str, out: Path, period_s: float, ti
         "command": " ".join(["snakemake", *command[3:]]),
         "exit_status": status,
         "jobs_per_gpu": jobs_per_gpu,
+        "warm_start": warm_start,
         "gpus": gpus,
         "start": start,
         "end": end,
@@ -237,7 +277,8 @@ def report(out: Path) -> str:
     first = min((x["start"] for x in leases), default=start)
     last = max((x["end"] for x in leases), default=end)
     lines = [
-        f"### jobs_per_gpu = {record['jobs_per_gpu']} (`{record['command']}`)",
+        f"### jobs_per_gpu = {record['jobs_per_gpu']}, warm_start = {record.get('warm_start', False)} "
+        f"(`{record['command']}`)",
         "",
         f"- exit status {record['exit_status']}; {' '.join(record['steps_done'])}; {len(leases)} GPU leases",
         f"- makespan (the Snakemake call): {end - start:.1f} s; first lease at +{first - start:.1f} s, last "
@@ -283,7 +324,8 @@ def report(out: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("prepare")
+    prepare_parser = commands.add_parser("prepare")
+    prepare_parser.add_argument("--large", action="store_true", help="the large sweep's models and texts")
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--gpus", type=int, required=True)
     run_parser.add_argument("--jobs-per-gpu", type=int, default=1)
@@ -292,13 +334,17 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--out", type=Path, required=True)
     run_parser.add_argument("--period-s", type=float, default=0.2)
     run_parser.add_argument("--timeout-s", type=float, default=3600.0)
+    run_parser.add_argument("--config", type=Path, default=CONFIG)
+    run_parser.add_argument("--cold", action="store_true", help="warm_start: false, every job a fresh process")
     report_parser = commands.add_parser("report")
     report_parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        prepare()
+        prepare(args.large)
     elif args.command == "run":
-        run(args.gpus, args.jobs_per_gpu, args.cores, args.out, args.period_s, args.timeout_s)
+        run(
+            args.gpus, args.jobs_per_gpu, args.cores, args.out, args.period_s, args.timeout_s, args.config, not args.cold
+        )
     else:
         report(args.out)
 

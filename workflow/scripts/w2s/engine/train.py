@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -38,6 +39,7 @@ from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, r
 from w2s.engine.losses import Loss
 from w2s.engine.modeling import Classifier
 from w2s.engine.packing import enable_packing
+from w2s.execution.job import JOB_START_ENV
 from w2s.scoring import soft_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -160,9 +162,10 @@ def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.
 
 
 def process_seconds() -> float:
-    """Seconds since this process started: a job's imports, model load and tokenization come before its first
-    training step, and the issue of job start-up is how long that takes."""
-    return time.time() - psutil.Process().create_time()
+    """Seconds since this job's process started: a job's imports, model load and tokenization come before its
+    first training step, and the issue of job start-up is how long that takes."""
+    started = os.environ.get(JOB_START_ENV)
+    return time.time() - (float(started) if started else psutil.Process().create_time())
 
 
 def progress(accelerator: Accelerator, *args, **kwargs) -> tqdm:

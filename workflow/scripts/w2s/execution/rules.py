@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from w2s.execution import warm
 from w2s.execution.gpu_lease import JOBS_PER_GPU_ENV, lease_gpus
 from w2s.execution.job import TrainingJob
 from w2s.execution.launch import Stage, launch
@@ -19,7 +20,9 @@ from w2s.execution.launch import Stage, launch
 
 def start_rule(snakemake: Any) -> None:
     """Send logging and stderr to the rule's log file; forbid hub downloads when the config says so; pass the
-    config's `jobs_per_gpu` on to this job's GPU leases."""
+    config's `jobs_per_gpu` on to this job's GPU leases. With `warm_start`, hand the rule script to this
+    machine's warm worker, which runs it from the top in a process that has already imported the libraries,
+    and exit with its status."""
     if snakemake.log:
         sys.stderr = open(snakemake.log[0], "a", buffering=1)
     logging.basicConfig(
@@ -33,6 +36,12 @@ def start_rule(snakemake: Any) -> None:
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     # Through the environment, so that every lease in the job sees it, `lease_gpus` called directly too.
     os.environ[JOBS_PER_GPU_ENV] = str(snakemake.config.get("jobs_per_gpu", 1))
+    # After the environment is set: the hub's offline switch is read when the libraries are imported, and the
+    # worker imports them with the environment it was started in.
+    if snakemake.config.get("warm_start", True) and not warm.in_worker():
+        status = warm.hand_off(sys.argv[0], sys.argv)
+        if status is not None:
+            sys.exit(status)
 
 
 def pin_torch_threads(threads: int) -> None:
