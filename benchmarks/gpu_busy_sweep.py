@@ -43,7 +43,7 @@ from gpu_lease_proof import read_leases  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "gpu_busy_sweep.yaml"
 MODELS = ROOT / "resources" / "busy-sweep-models"
-LARGE_DATA = ROOT / "resources" / "busy-sweep-data"
+LARGE_CONFIG = ROOT / "benchmarks" / "configs" / "gpu_busy_sweep_large.yaml"
 TIMING_KEYS = ("startup_seconds", "tokenize_seconds", "train_seconds")
 
 
@@ -113,26 +113,16 @@ def prepare(large: bool) -> None:
 
 
 def prepare_large() -> None:
-    """The large sweep's models (random weights of real shapes, made on the GPU) and its texts: 6,000
-    review-like texts of benchmarks/shapes.py's words, labelled by whether a fixed half of the vocabulary
-    makes up most of the text, as a local copy of amazon_polarity."""
-    import numpy as np
-    import pandas as pd
+    """The large sweep's models, random weights of real shapes made on the GPU, and its dataset."""
     import torch
-    from shapes import WORDS, save_model, texts
+    from shapes import save_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    save_model("gpt2", MODELS / "gpt2", device=device)
-    save_model("llama-1b", MODELS / "llama-1b", device=device)
-    rng = np.random.default_rng(0)
-    positive = set(rng.choice(WORDS, size=len(WORDS) // 2, replace=False))
-    bodies = texts(6000, rng)
-    labels = [int(sum(w in positive for w in b.split()) * 2 > len(b.split())) for b in bodies]
-    frame = pd.DataFrame({"title": [f"review {i}" for i in range(len(bodies))], "content": bodies, "label": labels})
-    folder = LARGE_DATA / "amazon_polarity"
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.iloc[:5000].to_parquet(folder / "train.parquet")
-    frame.iloc[5000:].to_parquet(folder / "test.parquet")
+    for shape in ("gpt2", "llama-1b"):
+        (MODELS / shape).mkdir(parents=True, exist_ok=True)
+        save_model(shape, MODELS / shape, device=device)
+    command = snakemake_command(0, 1, "resources/data/bbc_news.parquet", config=LARGE_CONFIG)
+    subprocess.run(command, cwd=ROOT, check=True)
 
 
 def snakemake_job_times(log: str) -> dict[str, dict[str, float]]:
@@ -163,15 +153,22 @@ def training_times(results: Path) -> list[dict]:
     return rows
 
 
-def run_snakemake(command: list[str], timeout_s: float) -> tuple[int | str, str]:
-    """Snakemake's exit status (or "timeout") and its output; at the timeout SIGTERM stops it and its jobs."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log = process.communicate(timeout=timeout_s)[0]
-        return process.returncode, log
-    except subprocess.TimeoutExpired:
-        process.terminate()
-        return "timeout", process.communicate()[0]
+def run_snakemake(command: list[str], timeout_s: float, log_path: Path) -> tuple[int | str, str]:
+    """Snakemake's exit status (or "timeout") and its output, written to `log_path` as it runs. At the timeout
+    SIGTERM stops it (it waits for its running jobs), and 30 s later SIGKILL."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            status: int | str = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            status = "timeout"
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return status, log_path.read_text()
 
 
 def run(
@@ -194,12 +191,11 @@ def run(
     sampler.start()
     time.sleep(1.0)  # idle samples before the start, to see the GPUs' resting utilisation
     start = time.time()
-    status, log = run_snakemake(command, timeout_s)
+    status, log = run_snakemake(command, timeout_s, out / "snakemake.log")
     end = time.time()
     time.sleep(1.0)
     stop.set()
     sampler.join()
-    (out / "snakemake.log").write_text(log)
     print(log[-3000:], flush=True)
     leases = read_leases(ROOT / "logs") if (ROOT / "logs").exists() else []
     record = {

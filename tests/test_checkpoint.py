@@ -85,6 +85,30 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path, monkeyp
     assert not ckpt.exists()
 
 
+@pytest.mark.parametrize("minutes, saved_step", [(0, 4), (1e-9, 4), (10, None)])
+def test_a_jobs_checkpoints_come_at_evaluations_once_checkpoint_minutes_have_passed(
+    tmp_path, monkeypatch, minutes, saved_step
+):
+    """0: at every evaluation; a moment: at the first evaluation after it; 10 minutes: not in this short run,
+    whose kill then costs its few steps rather than the writing of a checkpoint at every evaluation."""
+    path = str(tiny_bert(tmp_path / "bert"))
+    train, val = toy(1), toy(1).iloc[::2]
+    # 6 steps, evaluated every 2.
+    cfg = train_config(
+        lr=1e-3, batch_size=4, micro_batch_size=2, evals_per_epoch=2, max_length=16, checkpoint_minutes=minutes
+    )
+    ckpt = tmp_path / "ckpt"
+    kill_at_step(monkeypatch, 5)
+    with pytest.raises(Killed):
+        train_tiny(path, cfg, train, val, checkpoint_dir=ckpt)
+    monkeypatch.undo()
+    if saved_step is None:
+        assert not (ckpt / NAME).exists()
+    else:
+        assert torch.load(ckpt / NAME, weights_only=False)["step"] == saved_step
+    assert train_tiny(path, cfg, train, val, checkpoint_dir=ckpt)[1]["resumed_from_step"] == (saved_step or 0)
+
+
 def test_fingerprint_follows_settings_and_data():
     data = np.arange(6)
     same = [fingerprint({"lr": 1e-3}, data), fingerprint({"lr": 1e-3}, data.copy())]

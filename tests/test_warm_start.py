@@ -64,8 +64,10 @@ def script():
 
 
 @pytest.fixture(scope="module")
-def shared_dir():
+def shared_dir(script):
+    """A folder with a worker ready, shared by the tests that need one."""
     folder = short_dir()
+    ready_worker(script, folder)
     yield folder
     stop_workers(folder)
     shutil.rmtree(folder, ignore_errors=True)
@@ -93,7 +95,10 @@ def worker_pids(folder: Path) -> list[int]:
 
 def client_env(folder: Path, **extra: str) -> dict[str, str]:
     pythonpath = os.pathsep.join(p for p in (str(ROOT / "workflow" / "scripts"), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": pythonpath, warm.DIR_ENV: str(folder), **extra}
+    env = {**os.environ, "PYTHONPATH": pythonpath, warm.DIR_ENV: str(folder), **extra}
+    # pytest names the test and its phase here: a fixture's client and a test's would need workers of their own.
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
 
 
 def start_client(script: Path, folder: Path, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.Popen:
@@ -130,6 +135,21 @@ def gone(pid: int, within_s: float = 5.0) -> bool:
     return False
 
 
+def ready_worker(script: Path, folder: Path) -> int:
+    """Start a worker for `folder` as the first client does, and wait until it listens; return its pid."""
+    code, report, err = run_client(script, folder)
+    assert code == 0, err
+    assert report["pid"] != report["ppid"] and not report["torch_imported_before"]  # a fresh process
+    deadline = time.monotonic() + 300
+    while True:
+        code, report, err = run_client(script, folder)
+        assert code == 0, err
+        if report["torch_imported_before"]:
+            return report["ppid"]
+        assert time.monotonic() < deadline, "no worker listened within 300 s"
+        time.sleep(0.5)
+
+
 def wait_for(path: Path, proc: subprocess.Popen, within_s: float = 120) -> int:
     deadline = time.monotonic() + within_s
     while not path.exists() or not path.read_text():
@@ -142,7 +162,7 @@ def wait_for(path: Path, proc: subprocess.Popen, within_s: float = 120) -> int:
 def test_jobs_run_in_children_of_one_worker_as_in_their_own_process(script, shared_dir, tmp_path):
     code, first, err = run_client(script, shared_dir, "a", "b", cwd=tmp_path, W2S_TEST_MARKER="one")
     assert code == 0, err
-    assert first["torch_imported_before"]  # what makes the start warm: the worker imported it
+    assert first["torch_imported_before"], (first, err)  # what makes the start warm: the worker imported it
     assert first["cwd"] == str(tmp_path) and first["marker"] == "one"
     assert first["argv"] == [str(script), "a", "b"]
     assert first["path0"] == str(script.parent)  # as `python script.py` puts it first
@@ -185,32 +205,40 @@ def test_sigterm_to_the_client_ends_the_job_before_the_client(script, shared_dir
 def test_a_dead_worker_fails_its_jobs_and_the_next_client_starts_another(script, tmp_path):
     folder = short_dir()
     try:
+        ready_worker(script, folder)
         pid_file = tmp_path / "pid"
         client = start_client(script, folder, W2S_TEST_SLEEP="60", W2S_TEST_PID_FILE=str(pid_file))
         child = wait_for(pid_file, client)
         [worker] = worker_pids(folder)
         os.kill(worker, signal.SIGKILL)
         assert client.wait(timeout=30) == 1
-        assert "the worker running this job died" in client.stderr.read()
+        # Before reading the client's stderr, which the child holds open as long as it lives.
         assert gone(child)
-        # Its socket file is left behind; the next client replaces it and the worker.
+        assert "the worker running this job died" in client.stderr.read()
+        # Its socket file is left behind; the next client runs in its own process and starts a worker, which
+        # replaces the file.
         assert list(folder.glob("*.sock"))
-        code, report, err = run_client(script, folder)
-        assert code == 0, err
-        assert report["ppid"] != worker and worker_pids(folder) == [report["ppid"]]
+        replacement = ready_worker(script, folder)
+        assert replacement != worker and worker_pids(folder) == [replacement]
     finally:
         stop_workers(folder)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_clients_that_start_together_share_one_new_worker_which_exits_when_idle(script):
+def test_clients_that_find_no_worker_run_at_once_and_start_one_worker_which_exits_when_idle(script):
     folder = short_dir()
     try:
-        clients = [start_client(script, folder, **{warm.IDLE_ENV: "1"}) for _ in range(3)]
-        parents = {json.loads(c.communicate(timeout=300)[0])["ppid"] for c in clients}
-        assert len(parents) == 1
-        [worker] = parents
-        assert gone(worker, within_s=30)
+        clients = [start_client(script, folder, **{warm.IDLE_ENV: "2"}) for _ in range(3)]
+        reports = [json.loads(c.communicate(timeout=300)[0]) for c in clients]
+        # None waited for the worker's imports: each ran in its own process.
+        assert [r["pid"] for r in reports] == [c.pid for c in clients]
+        assert not any(r["torch_imported_before"] for r in reports)
+        deadline = time.monotonic() + 300
+        while not list(folder.glob("*.sock")):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        [worker] = worker_pids(folder)  # one worker, though three clients found none
+        assert gone(worker, within_s=60)
         assert not list(folder.glob("*.sock"))
     finally:
         stop_workers(folder)
@@ -267,10 +295,12 @@ def test_start_rule_runs_the_script_in_place_when_warm_start_is_off_or_it_runs_i
     rules.start_rule(fake_rule(**config))
 
 
-def test_start_rule_runs_the_script_in_place_when_no_worker_can_start(monkeypatch):
-    monkeypatch.setattr(warm, "_connect_or_start", lambda *a: (_ for _ in ()).throw(OSError("no worker")))
-    monkeypatch.setattr(os, "environ", dict(os.environ))
+def test_start_rule_runs_the_script_in_place_when_no_worker_is_ready(monkeypatch, tmp_path):
+    started = []
+    monkeypatch.setattr(warm, "_start_worker", lambda path, env: started.append(path))
+    monkeypatch.setattr(os, "environ", {**os.environ, warm.DIR_ENV: str(tmp_path)})
     rules.start_rule(fake_rule())
+    assert [p.parent for p in started] == [tmp_path]
 
 
 def test_a_forked_jobs_start_up_counts_from_its_clients_start(monkeypatch):

@@ -65,7 +65,8 @@ def tiny_config() -> dict:
 
 
 # A ceiling that trains long enough for a test to kill or preempt it halfway: the tiny model as the strong
-# model too, 4 optimiser steps per epoch (64 examples, batch 16) and a checkpoint at every epoch's evaluation.
+# model too, 4 optimiser steps per epoch (64 examples, batch 16) and a checkpoint at every epoch's evaluation
+# (checkpoint_minutes 0).
 LONG_CEILING = "results/sms_spam/seed0/ceiling/tiny_strong"
 LONG_CEILING_STEPS = 400
 
@@ -75,6 +76,7 @@ def long_ceiling_config() -> dict:
     config["seeds"] = [0]
     config["strong_models"] = ["tiny_strong"]
     config["models"]["tiny_strong"] = {**config["models"]["tiny"], "epochs": LONG_CEILING_STEPS // 4}
+    config["train"] = {**config.get("train", {}), "checkpoint_minutes": 0}
     return config
 
 

@@ -67,6 +67,8 @@ def train_config_from(model_entry: dict, train_section: dict) -> TrainConfig:
         warmup_frac=train_section["warmup_frac"],
         weight_decay=train_section["weight_decay"],
         evals_per_epoch=train_section["evals_per_epoch"],
+        # Absent from a `train` section that no schema filled in: a checkpoint at every evaluation.
+        checkpoint_minutes=train_section.get("checkpoint_minutes", 0.0),
         select_best_on_val=train_section["select_best_on_val"],
         # Absent from a `train` section that no schema filled in: no tracker.
         trackers=tuple(train_section.get("trackers", ())),

@@ -29,7 +29,7 @@ import pandas as pd
 import psutil
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object
+from accelerate.utils import DistributedDataParallelKwargs, broadcast, gather_object
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
@@ -71,6 +71,9 @@ class TrainConfig:
     eval_batch_tokens: int | None = None
     packing: bool = False
     compile_buckets: int = 8
+    # A job's checkpoints come at its evaluations once this many minutes have passed since its last one (or
+    # since it began to train); 0 = at every evaluation and at the end.
+    checkpoint_minutes: float = 0.0
     trackers: tuple[str, ...] = ()  # experiment trackers that accelerate logs to (see make_accelerator)
 
     def for_attempt(self, attempt: int) -> TrainConfig:
@@ -416,6 +419,7 @@ class _RunState:
     tokens: int = 0
     seconds: float = 0.0  # training time of the earlier jobs that this run resumes
     started: float = 0.0  # time.perf_counter() when this process began to train
+    saved: float = 0.0  # time.perf_counter() of this process's last checkpoint, or when it began to train
 
     def elapsed(self) -> float:
         return self.seconds + time.perf_counter() - self.started
@@ -482,6 +486,15 @@ def _evaluate_and_select(
         run.best = (key, run.step)
         run.best_state = {n: p.detach().to("cpu", copy=True) for n, p in trainable.items()}
     model.train()  # inference left it in eval mode
+
+
+def _checkpoint_due(run: _RunState, seconds: float, accelerator: Accelerator) -> bool:
+    """Whether `seconds` have passed since the run's last checkpoint, as the main process's clock says: saving
+    is a collective, so every process must decide alike."""
+    if seconds <= 0:
+        return True
+    due = torch.tensor([time.perf_counter() - run.saved >= seconds], device=accelerator.device)
+    return bool(broadcast(due, from_process=0).item())
 
 
 def _save_checkpoint(
@@ -574,8 +587,9 @@ def train_classifier(
     """Train in place on `train` (columns text, soft_label); select the best checkpoint on `val` (same columns).
 
     With `checkpoint_dir`, the full training state is saved there every `checkpoint_every` optimizer steps
-    (default: at every evaluation) and at the end, and a run that finds a checkpoint of its own resumes from
-    it, finishing as an uninterrupted run would. Returns a history dict: per-evaluation metrics (`history`),
+    and at the end, or else (no `checkpoint_every`) at evaluations and at the end once `cfg.checkpoint_minutes`
+    have passed since the last save; a run that finds a checkpoint of its own resumes from it, finishing as an
+    uninterrupted run would. Returns a history dict: per-evaluation metrics (`history`),
     the training loss of every optimizer step (`train_curve`: the mean over its effective batch, over all
     processes), throughput and the chosen step. The accelerator's trackers, if any, get both as they come.
     """
@@ -595,6 +609,9 @@ def train_classifier(
     steps_per_epoch = stream.steps_per_epoch()
     total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
+    # A checkpoint of a 1B model (weights, best weights, AdamW's moments) is 18 GB: a short job that writes
+    # one at every evaluation spends longer writing than training (benchmarks/results/gpu_busy_sweep.md).
+    timed_checkpoints = None if checkpoint_every else cfg.checkpoint_minutes * 60
     checkpoint_every = checkpoint_every or eval_every
 
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -624,7 +641,7 @@ def train_classifier(
     if resumed is not None and accelerator.process_index < len(resumed["processes"]):
         restore_process_state(resumed["processes"][accelerator.process_index], loss_fn, accelerator.device)
 
-    run.started = time.perf_counter()
+    run.started = run.saved = time.perf_counter()
     startup_seconds = process_seconds()
     bar = progress(accelerator, total=total_steps, initial=run.step, desc="train", leave=False)
     model.train()
@@ -643,7 +660,11 @@ def train_classifier(
         bar.update(1)
         last = run.step == total_steps
         evaluate = val is not None and (run.step % eval_every == 0 or last)
-        save = checkpoint_dir is not None and (run.step % checkpoint_every == 0 or last)
+        save = (
+            checkpoint_dir is not None
+            and (run.step % checkpoint_every == 0 or last)
+            and (timed_checkpoints is None or _checkpoint_due(run, timed_checkpoints, accelerator))
+        )
         # Before a checkpoint, so that a resumed run has every earlier step's loss and redoes only later ones.
         if evaluate or save or last:
             _record_losses(run, pending, accelerator)
@@ -651,6 +672,7 @@ def train_classifier(
             _evaluate_and_select(run, model, trainable, val_ids, val_target, pad_id, cfg, total_steps, accelerator)
         if save:
             _save_checkpoint(checkpoint_dir, run_id, run, trainable, optimizer, scheduler, stream, loss_fn, accelerator)
+            run.saved = time.perf_counter()
     bar.close()
     elapsed = run.elapsed()
     chosen = _restore_best(run, trainable, total_steps)

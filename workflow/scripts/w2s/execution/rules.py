@@ -17,6 +17,8 @@ from w2s.execution.gpu_lease import JOBS_PER_GPU_ENV, lease_gpus
 from w2s.execution.job import TrainingJob
 from w2s.execution.launch import Stage, launch
 
+log = logging.getLogger(__name__)
+
 
 def start_rule(snakemake: Any) -> None:
     """Send logging and stderr to the rule's log file; forbid hub downloads when the config says so; pass the
@@ -38,10 +40,13 @@ def start_rule(snakemake: Any) -> None:
     os.environ[JOBS_PER_GPU_ENV] = str(snakemake.config.get("jobs_per_gpu", 1))
     # After the environment is set: the hub's offline switch is read when the libraries are imported, and the
     # worker imports them with the environment it was started in.
-    if snakemake.config.get("warm_start", True) and not warm.in_worker():
+    if warm.in_worker():
+        log.info("warm start: this job runs in a child of warm worker %d", os.getppid())
+    elif snakemake.config.get("warm_start", True):
         status = warm.hand_off(sys.argv[0], sys.argv)
         if status is not None:
             sys.exit(status)
+        log.info("warm start: no worker was ready; this job imports its own libraries")
 
 
 def pin_torch_threads(threads: int) -> None:

@@ -13,13 +13,14 @@ forking would make unusable in the children.
 - One worker per (Python, w2s source files, installed libraries, environment): `fingerprint`. Jobs of one
   thread count share a worker (Snakemake sets OMP_NUM_THREADS and its kin to a job's threads).
   Edited code or a changed environment gets a new worker; the old one exits after `IDLE_SECONDS` without a
-  job. The first client that finds none starts it, under a lock, and waits while it imports.
+  job.
 - A client that dies (Snakemake kills the job, or SIGKILL) takes its child with it: the worker kills the
   child's process group when the client's connection closes. SIGTERM or SIGINT to the client are passed on
   to the child, and the client waits for it to end. A worker that dies takes its children with it
   (PR_SET_PDEATHSIG), and their clients fail.
-- If no worker can be started, the job runs in its own process, as without warm start, and says so in its
-  log.
+- A job never waits for a worker: if none is ready for its environment, it imports its own libraries, as
+  without warm start, and starts one (unless one is already starting) for the jobs that come after it. So
+  warm start is never slower than a fresh process, and the first jobs of a run are fresh processes.
 
     python -m w2s.execution.warm serve --socket PATH [--idle-seconds S]   (what a client starts)
 """
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 DIR_ENV = "W2S_WARM_DIR"
 IDLE_ENV = "W2S_WARM_IDLE_SECONDS"
 IDLE_SECONDS = 180
-START_TIMEOUT_SECONDS = 600
 # A worker imports under the environment it was started in, and libraries read some variables when they are
 # imported (tqdm's TQDM_*, the hub's HF_HUB_OFFLINE, the BLAS libraries' thread counts, which Snakemake sets
 # to each job's threads), so a worker serves only clients whose environment equals its own, but for these:
@@ -142,14 +142,15 @@ def _recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 def hand_off(script: str, argv: list[str]) -> int | None:
     """Run `script` in a child of this machine's warm worker, as this process would have run it; return its
-    exit status, or None if no worker could be reached (the caller then runs the script itself)."""
+    exit status. Return None, for the caller to run the script itself, if no worker is ready: then one is
+    started (unless one is already starting) for the jobs that come after."""
     started = _process_start_time()
     env = dict(os.environ)
     path = socket_path(env)
     try:
-        sock = _connect_or_start(path, env)
-    except (OSError, TimeoutError) as err:
-        log.warning("warm start: no worker at %s (%s); this job imports its own libraries", path, err)
+        sock = _connect(path)
+    except OSError:
+        _start_worker_unless_alive(path, env)
         return None
     request = {
         "script": os.path.abspath(script),
@@ -159,7 +160,13 @@ def hand_off(script: str, argv: list[str]) -> int | None:
         "umask": _umask(),
     }
     with sock:
-        _send(sock, request, [_open_or_null(fd) for fd in (0, 1, 2)])
+        try:
+            _send(sock, request, [_open_or_null(fd) for fd in (0, 1, 2)])
+            # A worker that exits idle as this request arrives closes the connection unanswered.
+            if _recv(sock) is None:
+                return None
+        except OSError:
+            return None
         return _wait_for_child(sock)
 
 
@@ -172,11 +179,8 @@ def _open_or_null(fd: int) -> int:
 
 
 def _wait_for_child(sock: socket.socket) -> int:
-    forwarded: list[int] = []
-
     def forward(signum: int, _frame: Any) -> None:
         # Passed on and waited for, so that Snakemake sees the job end only once its child has ended.
-        forwarded.append(signum)
         try:
             _send(sock, {"signal": signum})
         except OSError:
@@ -209,30 +213,19 @@ def _connect(path: Path) -> socket.socket:
     return sock
 
 
-def _connect_or_start(path: Path, env: dict[str, str]) -> socket.socket:
+def _start_worker_unless_alive(path: Path, env: dict[str, str]) -> None:
+    """Start a worker for `path` unless one is alive: a worker holds the lock from its start to its exit, so
+    a held lock is one still importing. A job never waits for it."""
     try:
-        return _connect(path)
-    except (FileNotFoundError, ConnectionRefusedError):
-        pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        # One client starts the worker; the others wait here and then find it.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return _connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass
-        path.unlink(missing_ok=True)  # a dead worker's socket
-        worker = _start_worker(path, env)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise OSError(f"the worker exited with status {worker.returncode}; see {path.with_suffix('.log')}")
-            try:
-                return _connect(path)
-            except (FileNotFoundError, ConnectionRefusedError):
-                time.sleep(0.05)
-        raise TimeoutError(f"the worker did not listen within {START_TIMEOUT_SECONDS} s")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    except OSError as err:
+        log.warning("warm start: cannot start a worker in %s (%s)", path.parent, err)
+        return
+    _start_worker(path, env)
 
 
 def _start_worker(path: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -286,14 +279,20 @@ def preload() -> list[str]:
 
 def serve(path: Path, idle_seconds: float) -> None:
     """Import, listen on `path`, fork a child per request, and exit after `idle_seconds` without a job."""
+    lock = open(path.with_suffix(".lock"), "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("another worker serves %s", path)
+        return
     began = time.monotonic()
     failed = preload()
     log.info("imported in %.1f s%s", time.monotonic() - began, f"; not imported: {failed}" if failed else "")
 
+    path.unlink(missing_ok=True)  # a dead worker's socket: with the lock, no live worker owns it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(64)
-    identity = os.stat(path).st_ino
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
@@ -305,7 +304,7 @@ def serve(path: Path, idle_seconds: float) -> None:
             for key, _ in selector.select(timeout=0.05):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
-                    pid = _fork_job(conn, listener, selector, children)
+                    pid = _fork_job(conn, [listener, lock, *children.values()], selector)
                     if pid is not None:
                         children[pid] = conn
                         selector.register(conn, selectors.EVENT_READ, pid)
@@ -325,9 +324,9 @@ def serve(path: Path, idle_seconds: float) -> None:
                 conn.close()
                 last_active = time.monotonic()
     finally:
-        # Only our own socket: a newer worker may have replaced a file this worker no longer owns.
-        if os.path.exists(path) and os.stat(path).st_ino == identity:
-            os.unlink(path)
+        listener.close()
+        path.unlink(missing_ok=True)
+        lock.close()
         log.info("worker %d exits after %.0f s without a job", os.getpid(), idle_seconds)
 
 
@@ -356,9 +355,7 @@ def _reaped(children: dict[int, socket.socket]) -> list[tuple[int, int]]:
     return ended
 
 
-def _fork_job(
-    conn: socket.socket, listener: socket.socket, selector: selectors.BaseSelector, children: dict[int, socket.socket]
-) -> int | None:
+def _fork_job(conn: socket.socket, inherited: list[Any], selector: selectors.BaseSelector) -> int | None:
     try:
         request, fds = _recv_request(conn)
     except (ConnectionError, OSError, ValueError) as err:
@@ -369,13 +366,17 @@ def _fork_job(
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        # The child keeps none of the worker's sockets: a client must see EOF when the worker dies.
+        # The child keeps none of the worker's sockets (a client must see EOF when the worker dies) nor its lock.
         selector.close()
-        for sock in (listener, conn, *children.values()):
-            sock.close()
+        for held in (conn, *inherited):
+            held.close()
         _run_job(request, fds)
     for fd in fds:
         os.close(fd)
+    try:
+        _send(conn, {"pid": pid})
+    except OSError:
+        pass  # the client is gone; the next pass of the loop kills the child
     return pid
 
 
