@@ -339,7 +339,14 @@ def main(argv: list[str] | None = None) -> None:
         prepare(args.large)
     elif args.command == "run":
         run(
-            args.gpus, args.jobs_per_gpu, args.cores, args.out, args.period_s, args.timeout_s, args.config, not args.cold
+            args.gpus,
+            args.jobs_per_gpu,
+            args.cores,
+            args.out,
+            args.period_s,
+            args.timeout_s,
+            args.config,
+            not args.cold,
         )
     else:
         report(args.out)

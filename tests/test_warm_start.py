@@ -286,9 +286,7 @@ def test_start_rule_hands_off_by_default_with_the_job_environment_already_set(mo
 
 
 @pytest.mark.parametrize("config, worker", [({"warm_start": False}, False), ({}, True)])
-def test_start_rule_runs_the_script_in_place_when_warm_start_is_off_or_it_runs_in_a_worker(
-    monkeypatch, config, worker
-):
+def test_start_rule_runs_the_script_in_place_when_warm_start_is_off_or_it_runs_in_a_worker(monkeypatch, config, worker):
     monkeypatch.setattr(warm, "hand_off", lambda *a: pytest.fail("handed off"))
     monkeypatch.setattr(warm, "_in_worker", worker)
     monkeypatch.setattr(os, "environ", dict(os.environ))

@@ -1,8 +1,9 @@
-"""What rule scripts share: logs into the rule's log file, hub access, and for training rules one helper
-that leases the job's GPUs and launches its stage on them.
+"""What rule scripts share: logs into the rule's log file, hub access, warm start, and for training rules one
+helper that leases the job's GPUs and launches its stage on them.
 
 A rule script calls `start_rule` before importing anything heavy, so that import-time warnings reach the
-log; CPU-only rules never import torch.
+log and, with warm start, the script is handed to a warm worker before it imports anything; CPU-only rules
+never import torch themselves.
 """
 
 from __future__ import annotations

@@ -105,11 +105,13 @@ def socket_path(env: dict[str, str]) -> Path:
 # descriptors (SCM_RIGHTS), so the child writes where the client would have.
 def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     data = json.dumps(message).encode()
-    frame = struct.pack("!I", len(data)) + data
+    header = struct.pack("!I", len(data))
     if fds:
-        socket.send_fds(sock, [frame], fds)
+        # The descriptors ride on the 4-byte header, which one sendmsg always sends whole.
+        socket.send_fds(sock, [header], fds)
     else:
-        sock.sendall(frame)
+        sock.sendall(header)
+    sock.sendall(data)
 
 
 def _recv_exact(sock: socket.socket, n: int, first: bytes = b"") -> bytes:
@@ -228,12 +230,12 @@ def _start_worker_unless_alive(path: Path, env: dict[str, str]) -> None:
     _start_worker(path, env)
 
 
-def _start_worker(path: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start_worker(path: Path, env: dict[str, str]) -> None:
     paths = [str(PACKAGE.parent), env.get("PYTHONPATH")]
     worker_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     idle = env.get(IDLE_ENV, str(IDLE_SECONDS))
     with open(path.with_suffix(".log"), "a") as out:
-        return subprocess.Popen(
+        subprocess.Popen(
             [sys.executable, "-m", "w2s.execution.warm", "serve", "--socket", str(path), "--idle-seconds", idle],
             cwd=path.parent,
             env=worker_env,
@@ -357,7 +359,10 @@ def _reaped(children: dict[int, socket.socket]) -> list[tuple[int, int]]:
 
 def _fork_job(conn: socket.socket, inherited: list[Any], selector: selectors.BaseSelector) -> int | None:
     try:
+        # A client sends its request as soon as it connects; one that stalls must not stall the worker.
+        conn.settimeout(10)
         request, fds = _recv_request(conn)
+        conn.settimeout(None)
     except (ConnectionError, OSError, ValueError) as err:
         log.warning("dropped a request: %s", err)
         conn.close()
