@@ -105,7 +105,12 @@ from w2s.engine.losses import build_loss
 from tiny_models import train_config
 
 path, out = sys.argv[1], Path(sys.argv[2])
-cfg = train_config(lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, evals_per_epoch=2, max_length=16)
+# Checkpoints at evaluations (every 2 steps) once a moment has passed: the processes must agree on the clock's
+# verdict, since saving is a collective.
+cfg = train_config(
+    lr=1e-3, batch_size=4, micro_batch_size=3, eval_batch_size=16, evals_per_epoch=2, max_length=16,
+    checkpoint_minutes=1e-9,
+)
 run = lambda **kw: train_tiny(path, cfg, toy(1), toy(1).iloc[::2], build_loss("logconf"), **kw)
 whole_model, whole = run()
 adamw_step, calls = torch.optim.AdamW.step, []
@@ -118,11 +123,11 @@ def dying(self, *args, **kwargs):
     return adamw_step(self, *args, **kwargs)
 torch.optim.AdamW.step = dying
 try:
-    run(checkpoint_dir=out, checkpoint_every=2)
+    run(checkpoint_dir=out)
 except Killed:
     torch.optim.AdamW.step = adamw_step
 saved = torch.load(out / NAME, weights_only=False)
-resumed_model, resumed = run(checkpoint_dir=out, checkpoint_every=2)
+resumed_model, resumed = run(checkpoint_dir=out)
 if PartialState().is_main_process:
     want = dict(whole_model.named_parameters())
     (out / "result.json").write_text(json.dumps({
