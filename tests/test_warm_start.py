@@ -245,14 +245,16 @@ def test_clients_that_find_no_worker_run_at_once_and_start_one_worker_which_exit
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_worker_serves_only_clients_whose_code_and_import_time_environment_match_its_own(tmp_path, monkeypatch):
+def test_a_worker_serves_only_clients_of_its_code_environment_and_slurm_job(tmp_path, monkeypatch):
     package = tmp_path / "w2s"
     shutil.copytree(warm.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(warm, "PACKAGE", package)
     env = {"HOME": "/home/x", "PATH": "/bin"}
     base = warm.fingerprint(env)
     # Read after the fork (CUDA's start, the job's own code): any value shares the worker.
-    assert warm.fingerprint({**env, "CUDA_VISIBLE_DEVICES": "1", "SLURM_JOB_ID": "7", "W2S_JOBS_PER_GPU": "2"}) == base
+    assert warm.fingerprint({**env, "CUDA_VISIBLE_DEVICES": "1", "SLURM_STEP_ID": "7", "W2S_JOBS_PER_GPU": "2"}) == base
+    # A worker's children run in the SLURM job that started it: never another allocation's work.
+    assert warm.fingerprint({**env, "SLURM_JOB_ID": "7"}) != warm.fingerprint({**env, "SLURM_JOB_ID": "8"})
     # Read when libraries are imported, i.e. by the worker.
     assert warm.fingerprint({**env, "HF_HUB_OFFLINE": "1"}) != base
     assert warm.fingerprint({**env, "TQDM_DISABLE": "1"}) != base

@@ -10,8 +10,9 @@ child's status. Each job still has a process of its own, so its memory, CUDA con
 crash are its own, as before; only the imports are shared. CUDA is never initialised in the worker, which
 forking would make unusable in the children.
 
-- One worker per (Python, w2s source files, installed libraries, environment): `fingerprint`. Jobs of one
-  thread count share a worker (Snakemake sets OMP_NUM_THREADS and its kin to a job's threads).
+- One worker per (Python, w2s source files, installed libraries, environment, SLURM job): `fingerprint`.
+  Jobs of one thread count share a worker (Snakemake sets OMP_NUM_THREADS and its kin to a job's threads);
+  under SLURM only jobs of one allocation do (a job group's).
   Edited code or a changed environment gets a new worker; the old one exits after `IDLE_SECONDS` without a
   job.
 - A client that dies (Snakemake kills the job, or SIGKILL) takes its child with it: the worker kills the
@@ -94,6 +95,9 @@ def fingerprint(env: dict[str, str]) -> str:
         origin = spec.origin if spec is not None else None
         parts.append((name, origin, os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else None))
     parts.append(sorted((k, v) for k, v in env.items() if not k.startswith(AFTER_FORK_ENV)))
+    # A worker, and the children it forks, live in the SLURM job that started it (its cgroup: CPUs, memory,
+    # devices): a job of another allocation must not run its work there.
+    parts.append(env.get("SLURM_JOB_ID"))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
