@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from tiny_workflow import ROOT
-from w2s.engine.train import process_seconds
+from w2s.clock import job_seconds
 from w2s.execution import rules, warm
 
 # A rule script in miniature: it hands itself off as start_rule does, then reports what its process sees. It
@@ -305,4 +305,4 @@ def test_start_rule_runs_the_script_in_place_when_no_worker_is_ready(monkeypatch
 
 def test_a_forked_jobs_start_up_counts_from_its_clients_start(monkeypatch):
     monkeypatch.setenv("W2S_JOB_START_TIME", repr(time.time() - 100))
-    assert 100 <= process_seconds() < 110
+    assert 100 <= job_seconds() < 110

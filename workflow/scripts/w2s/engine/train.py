@@ -16,7 +16,6 @@ import dataclasses
 import importlib.util
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -26,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast, gather_object
@@ -34,12 +32,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
+from w2s.clock import job_seconds
 from w2s.engine.batching import MicroBatching, collate, length_grouped_batches, tokenize
 from w2s.engine.checkpoint import fingerprint, load_checkpoint, process_state, restore_process_state, save_checkpoint
 from w2s.engine.losses import Loss
 from w2s.engine.modeling import Classifier
 from w2s.engine.packing import enable_packing
-from w2s.execution.job import JOB_START_ENV
 from w2s.scoring import soft_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -162,13 +160,6 @@ def build_optimizer(model: Classifier, cfg: TrainConfig, on_gpu: bool) -> torch.
         {"params": [model.head.bias], "weight_decay": 0.0, "lr": cfg.head_lr or cfg.lr},
     ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=on_gpu)
-
-
-def process_seconds() -> float:
-    """Seconds since this job's process started: a job's imports, model load and tokenization come before its
-    first training step, and the issue of job start-up is how long that takes."""
-    started = os.environ.get(JOB_START_ENV)
-    return time.time() - (float(started) if started else psutil.Process().create_time())
 
 
 def progress(accelerator: Accelerator, *args, **kwargs) -> tqdm:
@@ -642,7 +633,7 @@ def train_classifier(
         restore_process_state(resumed["processes"][accelerator.process_index], loss_fn, accelerator.device)
 
     run.started = run.saved = time.perf_counter()
-    startup_seconds = process_seconds()
+    startup_seconds = job_seconds()
     bar = progress(accelerator, total=total_steps, initial=run.step, desc="train", leave=False)
     model.train()
     pending: list[torch.Tensor] = []  # the losses of the steps not yet in run.curve

@@ -8,10 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# When the job's first process started (seconds since the epoch), where a warm worker's child runs the job:
-# its own process began only when it was forked, after the job's client had started.
-JOB_START_ENV = "W2S_JOB_START_TIME"
-
 
 @dataclass(frozen=True)
 class TrainingJob:

@@ -52,7 +52,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from w2s.execution.job import JOB_START_ENV
+from w2s.clock import JOB_START_ENV, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def hand_off(script: str, argv: list[str]) -> int | None:
     """Run `script` in a child of this machine's warm worker, as this process would have run it; return its
     exit status. Return None, for the caller to run the script itself, if no worker is ready: then one is
     started (unless one is already starting) for the jobs that come after."""
-    started = _process_start_time()
+    started = process_start_time()
     env = dict(os.environ)
     path = socket_path(env)
     try:
@@ -248,12 +248,6 @@ def _start_worker(path: Path, env: dict[str, str]) -> None:
             stderr=out,
             start_new_session=True,
         )
-
-
-def _process_start_time() -> float:
-    import psutil
-
-    return psutil.Process().create_time()
 
 
 def _umask() -> int:
