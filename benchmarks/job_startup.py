@@ -24,15 +24,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
-
-
-def _age() -> float:
-    return time.time() - psutil.Process().create_time()
+from w2s.clock import job_seconds
 
 
 def child(model_dir: str, n_texts: int, variant: str) -> None:
@@ -45,7 +40,7 @@ def child(model_dir: str, n_texts: int, variant: str) -> None:
     from w2s.engine.modeling import ModelSpec, load_classifier
     from w2s.engine.train import TrainConfig
 
-    imported = _age()
+    imported = job_seconds()
     sys.path.insert(0, str(Path(__file__).parent))
     from shapes import texts
 

@@ -411,6 +411,8 @@ def _run_job(request: dict[str, Any], fds: list[int]) -> None:
         random.seed()
         _in_worker = True
         status = _run_script(script)
+    except BaseException:  # noqa: BLE001 (becoming the job failed: say why, where the job's stderr goes)
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
