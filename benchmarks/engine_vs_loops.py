@@ -29,14 +29,17 @@ lookups and pad tokens are not counted; the denominator is the dense bf16 peak g
 Inference (--inference): the engine's predictions (w2s.engine.train.predict_token_ids, as the workflow
 predicts and validates) over every text, once as warm-up and once timed (the host waits for the device at
 both ends), with the options of each --inference entry: "defaults" (eval_batch_size 64 examples a forward,
-padded), or tokens=N (eval_batch_tokens) with packing. Its MFU counts 2 x the non-embedding parameters per
-real token (the forward alone). With --tables, each is also timed table by table (the texts cut into tables
-of those fractions, as a job predicts on its splits one after another) against one pass over all of them.
+padded), or tokens=N (eval_batch_tokens) with packing, compile=K (through the layers compiled as training
+compiles them, in K buckets of inference's own; the first pass compiles) and rows=N (eval_batch_size).
+Its MFU counts 2 x the non-embedding parameters per real token (the forward alone). With --tables, each is
+also timed table by table (the texts cut into tables of those fractions, as a job predicts on its splits one
+after another) against one pass over all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import shlex
 import sys
@@ -59,7 +62,7 @@ from w2s.engine.batching import collate, length_grouped_batches, tokenize
 from w2s.engine.losses import build_loss
 from w2s.engine.modeling import ModelSpec, build_classifier
 from w2s.engine.packing import enable_packing, pack
-from w2s.engine.train import TrainConfig, make_accelerator, predict_token_ids, train_classifier
+from w2s.engine.train import TrainConfig, compile_blocks, make_accelerator, predict_token_ids, train_classifier
 
 LORA = {"enabled": True, "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 # Shapes trained with LoRA on a bf16 base, by the shape whose body they have.
@@ -183,8 +186,16 @@ def variant_options(variant: str, tokens_field: str, compiles: bool) -> dict:
 
 
 def inference_options(variant: str) -> dict:
-    """TrainConfig fields of an --inference entry ("defaults": none): tokens=N (eval_batch_tokens), packing."""
-    return variant_options(variant, "eval_batch_tokens", compiles=False)
+    """TrainConfig fields of an --inference entry ("defaults": none): tokens=N (eval_batch_tokens), packing,
+    compile=K (the layers compiled, the forwards in K buckets) and rows=N (eval_batch_size, by default 64:
+    under compile, the most examples a forward holds)."""
+    rows = [item for item in variant.split(",") if item.startswith("rows=")]
+    rest = ",".join(item for item in variant.split(",") if not item.startswith("rows=")) or "defaults"
+    return {
+        "eval_batch_size": int(rows[-1].partition("=")[2]) if rows else 64,
+        "compile": False,
+        **variant_options(rest, "eval_batch_tokens", compiles=True),
+    }
 
 
 def inference_layout(cfg: TrainConfig, ids) -> tuple[int, float]:
@@ -198,22 +209,35 @@ def inference_layout(cfg: TrainConfig, ids) -> tuple[int, float]:
 
 
 def run_inference(model, ids, pad_id: int, cfg: TrainConfig, tables: list[float], profile: bool) -> dict:
-    """Seconds of one timed pass of the engine's predictions over `ids` (after a warm-up pass); with
-    `tables`, of the same texts predicted table by table; with `profile`, a further pass under the profiler."""
+    """Seconds of one timed pass of the engine's predictions over `ids` (after a warm-up pass, which under
+    compile compiles); with `tables`, of the same texts predicted table by table; with `profile`, a further
+    pass under the profiler. Under compile, also the largest difference from the eager predictions."""
     accelerator = make_accelerator()
     if cfg.packing:
         enable_packing(model)
+    predictions = []
 
     def timed(parts) -> float:
         torch.cuda.synchronize()
         started = time.perf_counter()
         for part in parts:
-            predict_token_ids(model, part, pad_id, cfg.inference_batching(), accelerator, "infer")
+            predictions.append(predict_token_ids(model, part, pad_id, cfg.inference_batching(), accelerator, "infer"))
         torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    timed([ids])
-    result = {"seconds": timed([ids])}
+    result = {}
+    if cfg.compile:
+        eager = predict_token_ids(
+            model, ids, pad_id, dataclasses.replace(cfg, compile=False).inference_batching(), accelerator, "eager"
+        )
+        compile_blocks(model, cfg.compile_buckets)
+        started = time.perf_counter()
+        timed([ids])
+        result["compile_seconds"] = time.perf_counter() - started
+        result["max_abs_dp"] = float(np.abs(predictions[-1] - eager).max())
+    else:
+        timed([ids])
+    result["seconds"] = timed([ids])
     if tables:
         ends = np.cumsum(np.round(np.array(tables) / sum(tables) * len(ids)).astype(int))
         result["table_seconds"] = timed([ids[a:b] for a, b in zip([0, *ends[:-1]], ends)])
@@ -491,7 +515,6 @@ def main() -> None:
                 evals_per_epoch=1,
                 select_best_on_val=False,
                 max_length=max_length,
-                compile=False,
                 **inference_options(variant),
             )
             try:
@@ -513,8 +536,13 @@ def main() -> None:
                 if "table_seconds" in r
                 else ""
             )
+            compiled = (
+                f"; first pass {r['compile_seconds']:.1f} s (compiles), max abs Δp vs eager {r['max_abs_dp']:.1e}"
+                if cfg.compile
+                else ""
+            )
             row = (
-                f"| {shape} | {variant} | {rate:,.0f} | {mfu} | {ratio} | "
+                f"| {shape} | {variant}{compiled} | {rate:,.0f} | {mfu} | {ratio} | "
                 f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB | {forwards}; {100 * real:.0f}% | {by_table} |"
             )
             inference.append(row)

@@ -146,13 +146,15 @@ def test_inference_cut_by_tokens_gives_every_example_its_own_output_in_input_ord
     pieces = []
     monkeypatch.setattr(train_module, "gather_object", lambda local: pieces.extend(local) or local)
     cfg = train_config(eval_batch_size=4, max_length=64, packing=packed)
-    for budget in (None, 90):
-        budgeted = dataclasses.replace(cfg, eval_batch_tokens=budget)
+    # Under compile, the forwards are laid out in compile buckets (pad tails, empty segments, throwaway rows).
+    for budget, compiled in ((None, False), (90, False), (None, True), (90, True)):
+        budgeted = dataclasses.replace(cfg, eval_batch_tokens=budget, compile=compiled, compile_buckets=3)
         batching = budgeted.inference_batching()
         assert batching.packed == (packed and budget is not None)
         sizes = [len(b) for b in batching.split(np.arange(len(ids)), np.sort([len(t) for t in ids])[::-1], 1)]
         # A budget changes the forwards, some of which hold several examples that could get mixed up.
         assert all(n == 4 for n in sizes[:-1]) == (budget is None) and max(sizes) > 1
+        assert max(sizes) <= 4 or not compiled
         for kind, want in (("features", want_features), ("predict", want_p)):
             got = np.full_like(want, np.nan)
             covered = np.zeros(len(ids), dtype=int)
@@ -169,16 +171,16 @@ def test_inference_cut_by_tokens_gives_every_example_its_own_output_in_input_ord
             np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def recorded_shapes(monkeypatch) -> list[tuple]:
-    """The shapes of every training forward's tensors; compilation itself is skipped (what it would compile
-    once per shape is what the shapes show)."""
-    shapes = []
-    monkeypatch.setattr(train_module, "_compile_blocks", lambda model, buckets: None)
+def recorded_shapes(monkeypatch) -> dict[bool, list[tuple]]:
+    """The shapes of every forward's tensors, by whether the model trains (True) or infers (False): what
+    compilation would compile once per shape, which is why it is skipped here."""
+    shapes = {True: [], False: []}
+    monkeypatch.setattr(train_module, "compile_blocks", lambda model, buckets: None)
     forward = Classifier.forward
 
     def recording(self, input_ids, attention_mask=None, **packed):
-        if self.training:
-            shapes.append((tuple(input_ids.shape), *(tuple(v.shape) for v in packed.values() if torch.is_tensor(v))))
+        tensors = (tuple(v.shape) for v in packed.values() if torch.is_tensor(v))
+        shapes[self.training].append((tuple(input_ids.shape), *tensors))
         return forward(self, input_ids, attention_mask, **packed)
 
     monkeypatch.setattr(Classifier, "forward", recording)
@@ -189,24 +191,28 @@ def recorded_shapes(monkeypatch) -> list[tuple]:
     "model, options",
     [
         ("bert", {}),
-        ("bert", {"micro_batch_tokens": 100}),
+        ("bert", {"micro_batch_tokens": 100, "eval_batch_tokens": 100}),
         ("llama", {"packing": True}),
-        ("llama", {"packing": True, "micro_batch_tokens": 100}),
+        ("llama", {"packing": True, "micro_batch_tokens": 100, "eval_batch_tokens": 100}),
     ],
 )
 def test_compile_buckets_bound_the_shapes_fed_to_the_model(tmp_path, monkeypatch, model, options):
+    """In training and, apart, in validation's inference forwards."""
     path = tiny_bert(tmp_path / "m", dropout=0.0) if model == "bert" else tiny_decoder(tmp_path / "m", "llama")
-    train = varied(48)
-    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=4, epochs=2, max_length=32, **options)
+    train, val = varied(48), varied(30, seed=1)
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=4, eval_batch_size=6, epochs=2, max_length=32, **options)
     shapes = recorded_shapes(monkeypatch)
-    loose, _ = train_tiny(str(path), cfg, train)
-    uncompiled = set(shapes)
-    shapes.clear()
-    bucketed, _ = train_tiny(str(path), dataclasses.replace(cfg, compile=True, compile_buckets=3), train)
-    assert len(set(shapes)) <= 3 < len(uncompiled)
+    loose, loose_info = train_tiny(str(path), cfg, train, val)
+    uncompiled = {mode: set(seen) for mode, seen in shapes.items()}
+    shapes[True].clear(), shapes[False].clear()
+    bucketed, info = train_tiny(str(path), dataclasses.replace(cfg, compile=True, compile_buckets=3), train, val)
+    for training in (True, False):
+        assert len(set(shapes[training])) <= 3 < len(uncompiled[training])
     # Padding to a bucket, throwaway rows and empty segments change nothing but float error.
     want = params(loose)
     assert all(torch.allclose(p, want[n], atol=1e-5) for n, p in params(bucketed).items())
+    for a, b in zip(loose_info["history"], info["history"], strict=True):
+        assert np.isclose(a["val_loss"], b["val_loss"], atol=1e-6)
 
 
 def test_a_run_with_packed_token_budget_micro_batches_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):

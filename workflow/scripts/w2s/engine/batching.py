@@ -91,8 +91,10 @@ class MicroBatching:
     With `buckets` (under torch.compile), every share is laid out in one of at most `buckets` shapes, so that
     the compiler compiles at most that many times: a padded share is widened to a multiple of
     max_length / buckets and topped up with throwaway rows to the rows its width allows; a packed row is
-    lengthened to a multiple of its capacity / buckets and its boundaries list is padded to the most
-    examples a share can hold.
+    lengthened to a multiple of its capacity (the token budget, or all the rows a share may hold at
+    max_length, whichever is smaller) / buckets and its boundaries list is padded to the most examples a
+    share can hold. A micro-batch then holds at most `batch_size` examples under a token budget too, which
+    bounds inference's forwards as a training batch bounds its own.
     """
 
     examples: int
@@ -111,8 +113,8 @@ class MicroBatching:
         return bucket(width, -(-self.max_length // self.buckets), self.max_length)
 
     def _packed_capacity(self, world: int) -> int:
-        share = self.tokens if self.tokens else -(-self.examples // world) * self.max_length
-        return max(share, self.max_length)
+        rows = self._share_rows(world) * self.max_length
+        return max(min(self.tokens, rows) if self.tokens else rows, self.max_length)
 
     def _cost(self, lengths: np.ndarray, world: int) -> int:
         """The largest share's tokens as laid out (`lengths` sorted longest first)."""
@@ -127,9 +129,10 @@ class MicroBatching:
             return [batch[i : i + self.examples] for i in range(0, len(batch), self.examples)]
         order = np.argsort(-np.asarray(lengths), kind="stable")
         batch, lengths = batch[order], np.asarray(lengths)[order]
+        most = self.batch_size * world if self.buckets else len(batch)
         micros, start = [], 0
         for end in range(2, len(batch) + 1):
-            if self._cost(lengths[start:end], world) > self.tokens:
+            if end - start > most or self._cost(lengths[start:end], world) > self.tokens:
                 micros.append(batch[start : end - 1])
                 start = end - 1
         micros.append(batch[start:])

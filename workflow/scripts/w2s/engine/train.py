@@ -110,13 +110,15 @@ class TrainConfig:
     def inference_batching(self) -> MicroBatching:
         """How inference (validation, predictions, features) cuts its length-sorted examples into forwards:
         `eval_batch_size` examples each, or with `eval_batch_tokens` as many as fit that budget, packed in one
-        row for a model that trains packed. Never in compile buckets: inference runs uncompiled."""
+        row for a model that trains packed. Under compile, in compile buckets of their own (at most
+        `eval_batch_size` examples a forward), so that the compiled layers serve inference too."""
         return MicroBatching(
             examples=self.eval_batch_size,
             batch_size=self.eval_batch_size,
             max_length=self.max_length,
             tokens=self.eval_batch_tokens,
             packed=self.packing and self.eval_batch_tokens is not None,
+            buckets=self.compile_buckets if self.compile else None,
         )
 
 
@@ -168,10 +170,12 @@ def progress(accelerator: Accelerator, *args, **kwargs) -> tqdm:
     return tqdm(*args, **kwargs, **({} if accelerator.is_main_process else {"disable": True}))
 
 
-def _uncompiled():
-    """Layers compiled for training (compile: true, which needs torch >= 2.6) run eagerly under this: inference
-    batches come in shapes of their own, each of which would be compiled anew."""
-    return torch.compiler.set_stance("force_eager") if hasattr(torch.compiler, "set_stance") else nullcontext()
+def _compiled_unless_bucketed(batching: MicroBatching):
+    """Compiled layers (compile: true, which needs torch >= 2.6) run eagerly under this unless the forwards come
+    in compile buckets: a forward of a shape not seen before would be compiled anew."""
+    if batching.buckets is not None or not hasattr(torch.compiler, "set_stance"):
+        return nullcontext()
+    return torch.compiler.set_stance("force_eager")
 
 
 @torch.inference_mode()
@@ -204,7 +208,7 @@ def infer_token_ids(
     rows = None
     batches = batching.split(np.arange(len(mine)), lengths[mine], 1) if len(mine) else []
     bar = progress(accelerator, batches, desc=desc, leave=False)
-    with _uncompiled():
+    with _compiled_unless_bucketed(batching):
         for pos in bar:
             inputs = batching.layout([ids[mine[i]] for i in pos], pad_id, 1)
             inputs = {k: _to_device(v, accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
@@ -542,13 +546,14 @@ def _unused_parameters(model: Classifier, ids, pad_id: int, device: torch.device
     return unused
 
 
-def _compile_blocks(model: Classifier, shapes: int) -> None:
+def compile_blocks(model: Classifier, shapes: int) -> None:
     """Compile, in place and for static shapes, each block of every run of identical blocks (the transformer
     layers): one compile serves all layers alike, so the cost is one layer's per input shape, and the
-    micro-batches come in at most `shapes` shapes. The rest (embeddings, pooling, head) runs eagerly."""
+    micro-batches come in at most `shapes` shapes, as do inference's forwards (compiled apart: they run in
+    eval mode without gradients). The rest (embeddings, pooling, head) runs eagerly."""
     if not hasattr(torch.compiler, "set_stance"):
         raise RuntimeError(f"compile: true needs torch >= 2.6, this is torch {torch.__version__}; set compile: false")
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, shapes)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * shapes)
     # A key-value cache hands each layer its index, on which compiled code would specialise (a compile per
     # layer); a classifier reads each input once and needs none.
     model.backbone.config.use_cache = False
@@ -626,7 +631,7 @@ def train_classifier(
     # The scheduler stays out of prepare(): accelerate would step it once per process at every step.
     model, optimizer = accelerator.prepare(model, optimizer)
     if cfg.compile:
-        _compile_blocks(accelerator.unwrap_model(model), cfg.compile_buckets)
+        compile_blocks(accelerator.unwrap_model(model), cfg.compile_buckets)
     # Last, so that nothing set up above draws from the restored RNG streams. A process that did not exist
     # when the checkpoint was written (more processes now) keeps its freshly seeded streams.
     if resumed is not None and accelerator.process_index < len(resumed["processes"]):
