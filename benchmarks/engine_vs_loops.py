@@ -215,6 +215,10 @@ def run_inference(model, ids, pad_id: int, cfg: TrainConfig, tables: list[float]
     accelerator = make_accelerator()
     if cfg.packing:
         enable_packing(model)
+    # A random head rather than the zero one a classifier starts with, so that predictions differ from 1/2
+    # and the check against eager predictions means something.
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.head.weight, std=model.head.in_features**-0.5)
     predictions = []
 
     def timed(parts) -> float:
@@ -508,7 +512,6 @@ def main() -> None:
                 lr=lr,
                 batch_size=batch_size,
                 micro_batch_size=batch_size,
-                eval_batch_size=64,
                 epochs=1,
                 warmup_frac=0.1,
                 weight_decay=0.01,

@@ -99,6 +99,25 @@ def test_default_config_gives_every_intervention_its_own_student_job(tmp_path):
     assert counts["train_weak_replica"] == 2 * runs and counts["train_relabelling_student"] == 2 * runs
 
 
+# Rules whose outputs other trainings wait for; Snakemake starts ready jobs of a higher priority first.
+SUPERVISOR_RULES = {"train_weak", "train_weak_replica", "bootstrap_step", "activations", "lower_states"}
+# Supervisors too, in cells that the default config has none of.
+OTHER_SUPERVISOR_RULES = {"debate_transcripts", "train_debate_weak", "train_fusion_expert"}
+
+
+def test_supervisors_go_before_the_jobs_that_wait_for_them(tmp_path):
+    """So that a sweep releases its students early rather than idling GPUs at its end behind a weak model
+    started last (benchmarks/results/gpu_busy_sweep.md)."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    priorities: dict[str, set[int]] = {}
+    for job in re.split(r"^rule ", snakemake(tmp_path, config, "-n").stdout, flags=re.MULTILINE)[1:]:
+        found = re.search(r"^\s+priority: (\d+)$", job, re.MULTILINE)
+        priorities.setdefault(job.split(":")[0], set()).add(int(found[1]) if found else 0)
+    assert SUPERVISOR_RULES <= priorities.keys() and "train_student" in priorities
+    for rule, seen in priorities.items():
+        assert seen == ({1} if rule in SUPERVISOR_RULES | OTHER_SUPERVISOR_RULES else {0}), rule
+
+
 def test_readme_shortcut_one_seed_of_the_default_config(tmp_path):
     """The README's `snakemake --cores all --config 'seeds=[0]'`, as a dry run: Snakemake hands the seed over
     as the string '0'. The Snakefile's own `configfile:` reads config/config.yaml in the working directory."""

@@ -229,6 +229,13 @@ def alias_picker(alias_of):
     return (lambda wildcards: wildcards[alias_of]) if isinstance(alias_of, str) else alias_of
 
 
+# Jobs whose outputs other trainings wait for (weak supervisors, bootstrap steps, fusion experts, debate
+# transcripts, lower states, frozen activations) go before the trainings that end a chain: Snakemake's
+# scheduler starts ready jobs by priority first, so a sweep releases its students early and the GPUs do not
+# idle at its end behind a supervisor started late (benchmarks/results/gpu_busy_sweep.md).
+SUPERVISOR_PRIORITY = 1
+
+
 def model_resources(alias_of):
     """Resource tags of a training rule, read from the model alias that `alias_of` (a wildcard name, or a
     function of the wildcards) picks. `attempt` tells the job which retry it is: a retry (after CUDA ran

@@ -13,6 +13,7 @@ rule debate_transcripts:
         model_path=lambda wildcards: model_path(wildcards.debater, wildcards),
         entry=lambda wildcards: model_entry(wildcards.debater),
         debate=lambda wildcards: DEBATES[wildcards.debater],
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("debater")
     resources:
         # One GPU at most: generation needs no data-parallel processes.
@@ -45,6 +46,7 @@ rule train_debate_weak:
         **layout.training_outputs(layout.debate_weak_dir(), *STRONG_SPLITS),
     params:
         **training_params("weak", seed=lambda wildcards: replica_seed(int(wildcards.seed), int(wildcards.replica))),
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("weak")
     resources:
         **model_resources("weak"),

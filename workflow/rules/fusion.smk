@@ -22,6 +22,7 @@ rule train_fusion_expert:
         **training_params("weak"),
         prompt=lambda wildcards: asdict(FUSION_EXPERTS[wildcards.task][wildcards.expert]),
         strong_models=lambda wildcards: {s: base_model_path(s) for s in fusion_strong_models(wildcards)},
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("weak")
     resources:
         # One GPU at most: the language-model finetuning runs in one process.

@@ -71,6 +71,7 @@ rule bootstrap_step:
     params:
         **training_params(bootstrap_alias),
         intervention=lambda wildcards: CELLS[wildcards.intervention].record(),
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads(bootstrap_alias)
     resources:
         **model_resources(bootstrap_alias),

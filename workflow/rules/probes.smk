@@ -16,6 +16,7 @@ rule activations:
         max_length=lambda wildcards: model_entry(wildcards.strong)["max_length"],
         layers=config["activations"]["layers"],
         batch_size=config["activations"]["batch_size"],
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("strong")
     resources:
         **model_resources("strong"),

@@ -8,6 +8,7 @@ rule train_weak:
         **layout.training_outputs(layout.weak_dir(), "strong_train", "val", "test"),
     params:
         **training_params("weak"),
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("weak")
     resources:
         **model_resources("weak"),
