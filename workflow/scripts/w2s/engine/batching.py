@@ -113,8 +113,9 @@ class MicroBatching:
         return bucket(width, -(-self.max_length // self.buckets), self.max_length)
 
     def _packed_capacity(self, world: int) -> int:
-        rows = self._share_rows(world) * self.max_length
-        return max(min(self.tokens, rows) if self.tokens else rows, self.max_length)
+        rows_at_max_length = self._share_rows(world) * self.max_length
+        share = min(self.tokens, rows_at_max_length) if self.tokens else rows_at_max_length
+        return max(share, self.max_length)
 
     def _cost(self, lengths: np.ndarray, world: int) -> int:
         """The largest share's tokens as laid out (`lengths` sorted longest first)."""
