@@ -16,6 +16,7 @@ rule lower_states:
     params:
         model_path=lambda wildcards: base_model_path(wildcards.model),
         entry=lambda wildcards: model_entry(wildcards.model),
+    priority: SUPERVISOR_PRIORITY
     threads: model_threads("model")
     resources:
         **model_resources("model"),
