@@ -39,7 +39,6 @@ after another) against one pass over all of them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import shlex
 import sys
@@ -232,9 +231,8 @@ def run_inference(model, ids, pad_id: int, cfg: TrainConfig, tables: list[float]
 
     result = {}
     if cfg.compile:
-        eager = predict_token_ids(
-            model, ids, pad_id, dataclasses.replace(cfg, compile=False).inference_batching(), accelerator, "eager"
-        )
+        # The same bucketed forwards, before the layers are compiled.
+        eager = predict_token_ids(model, ids, pad_id, cfg.inference_batching(), accelerator, "eager")
         compile_blocks(model, cfg.compile_buckets)
         started = time.perf_counter()
         timed([ids])

@@ -187,20 +187,29 @@ def recorded_shapes(monkeypatch) -> dict[bool, list[tuple]]:
     return shapes
 
 
+PACKED_BUDGETS = {"packing": True, "micro_batch_tokens": 100, "eval_batch_tokens": 100}
+
+
+def bucketed_run(**options):
+    """Config, training and validation tables of a small run whose micro-batches and validation forwards come
+    in more shapes than 3 compile buckets allow."""
+    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=4, eval_batch_size=6, epochs=2, max_length=32, **options)
+    return cfg, varied(48), varied(30, seed=1)
+
+
 @pytest.mark.parametrize(
     "model, options",
     [
         ("bert", {}),
         ("bert", {"micro_batch_tokens": 100, "eval_batch_tokens": 100}),
         ("llama", {"packing": True}),
-        ("llama", {"packing": True, "micro_batch_tokens": 100, "eval_batch_tokens": 100}),
+        ("llama", PACKED_BUDGETS),
     ],
 )
 def test_compile_buckets_bound_the_shapes_fed_to_the_model(tmp_path, monkeypatch, model, options):
     """In training and, apart, in validation's inference forwards."""
     path = tiny_bert(tmp_path / "m", dropout=0.0) if model == "bert" else tiny_decoder(tmp_path / "m", "llama")
-    train, val = varied(48), varied(30, seed=1)
-    cfg = train_config(lr=1e-3, batch_size=8, micro_batch_size=4, eval_batch_size=6, epochs=2, max_length=32, **options)
+    cfg, train, val = bucketed_run(**options)
     shapes = recorded_shapes(monkeypatch)
     loose, loose_info = train_tiny(str(path), cfg, train, val)
     uncompiled = {mode: set(seen) for mode, seen in shapes.items()}
@@ -220,18 +229,7 @@ def test_compiled_layers_serve_training_and_validation_with_eager_results(tmp_pa
     through the compiled layers, at most compile_buckets graphs each, and give the eager run's model and
     validation losses up to float error."""
     path = str(tiny_decoder(tmp_path / "m", "llama"))
-    train, val = varied(48), varied(30, seed=1)
-    cfg = train_config(
-        lr=1e-3,
-        batch_size=8,
-        micro_batch_size=4,
-        eval_batch_size=6,
-        epochs=1,
-        max_length=32,
-        packing=True,
-        micro_batch_tokens=100,
-        eval_batch_tokens=100,
-    )
+    cfg, train, val = bucketed_run(**PACKED_BUDGETS)
     eager_model, eager = train_tiny(path, cfg, train, val)
     torch._dynamo.reset()
     before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
